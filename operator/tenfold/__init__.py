@@ -1,0 +1,1 @@
+"""tenfold: serve models on Kubernetes cheaply."""

@@ -1,0 +1,1 @@
+"""The InferenceService API: pydantic models that are the single source of truth."""

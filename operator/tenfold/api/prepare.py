@@ -1,0 +1,49 @@
+"""The prepare spec: what the operator tells the `tenfold-runtime prepare` init container.
+
+The operator writes it as JSON into the service's ConfigMap; the init container reads it from
+PREPARE_SPEC_PATH. It is the one contract between the operator and the runtime, so both import
+this model instead of agreeing on dict keys.
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
+
+
+class GuardSettings(BaseModel):
+    """The accuracy guard as the runtime applies it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: GuardMetric = GuardMetric.COSINE
+    max_drop: float = Field(0.01, ge=0, le=1, description="Largest allowed drop of the metric.")
+    calibration_samples: int = Field(64, ge=1, le=100_000)
+    calibration_inputs: list[str] = Field(
+        default_factory=list, description="Inputs to calibrate on; empty: the task's built-in set."
+    )
+    # The ladder the guard walks down when a precision fails its check.
+    fallback: list[Precision] = Field(
+        default_factory=lambda: [Precision.MIXED, Precision.FP16, Precision.FP32]
+    )
+
+
+class PrepareSpec(BaseModel):
+    """Everything the init container needs to build a Triton model repository."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_name: str = Field(description="Triton model name (directory in the repository).")
+    source: str = Field(description="Model source URI.")
+    format: ModelFormat
+    task: Task
+    version: str = Field("1", description="Model version label, part of the cache key.")
+    precision: Precision
+    keep_higher_precision: list[str] = Field(
+        default_factory=list, description="Layer name patterns kept at full precision (mixed)."
+    )
+    guard: GuardSettings = Field(default_factory=GuardSettings)
+    backend: Backend = Backend.PYTHON
+    device: str = Field("cpu", description="cpu or cuda: where the quantized model must run.")
+    max_batch_size: int = Field(32, ge=0)
+    config_pbtxt: str = Field(description="Triton config.pbtxt rendered by the operator.")
+    repository: str = Field("/models", description="Model repository path to write.")

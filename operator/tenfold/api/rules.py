@@ -1,0 +1,254 @@
+"""Cross-field rules, written once and enforced twice.
+
+Each rule carries a CEL expression for the CRD's `x-kubernetes-validations` (so the apiserver
+rejects bad objects even while the operator is down) and a Python predicate for `tenfold
+validate` and the operator. Unit tests check that both sides agree on the same examples; the
+integration suite checks the apiserver really applies the CEL.
+
+CEL sees the object after the apiserver applied the schema's defaults, so every section exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tenfold.api.catalog import CPU, GIB, GpuCatalog, load_catalog
+from tenfold.api.enums import Backend
+
+if TYPE_CHECKING:
+    from tenfold.api.spec import InferenceServiceSpec
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One cross-field rule: a CEL expression and the Python predicate it mirrors."""
+
+    name: str
+    field_path: str  # relative to spec, CEL's fieldPath syntax
+    message: str
+    cel: str
+    holds: Callable[[InferenceServiceSpec], bool]
+    # Optional richer wording with the offending values: CEL messageExpression and Python.
+    message_expression: str | None = None
+    detail: Callable[[InferenceServiceSpec], str] | None = None
+
+    def explain(self, spec: InferenceServiceSpec) -> str:
+        """The message for this spec, with its values when the rule can name them."""
+        return self.detail(spec) if self.detail else self.message
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A broken rule, named by the full field path users see in their YAML."""
+
+    rule: str
+    field_path: str
+    message: str
+
+
+def _cel_list(items: list[str]) -> str:
+    return json.dumps(sorted(items))
+
+
+def _cel_map(mapping: dict[str, object]) -> str:
+    return json.dumps(mapping, sort_keys=True)
+
+
+def min_replicas_cost(spec: InferenceServiceSpec, catalog: GpuCatalog) -> float:
+    """USD per hour of running the spec's minReplicas."""
+    hardware = spec.hardware
+    per_replica = catalog.replica_cost(
+        hardware.gpu_type,
+        hardware.gpus_per_replica,
+        hardware.cpu_cores(),
+        hardware.memory_bytes(),
+        hardware.spot,
+        spec.budget.price_overrides,
+    )
+    return spec.autoscaling.min_replicas * per_replica
+
+
+def _budget_covers_min(spec: InferenceServiceSpec) -> bool:
+    cap = spec.budget.hourly_cap()
+    if cap is None or spec.hardware.gpu_type not in load_catalog().type_names():
+        return True
+    # A cent of slack keeps float rounding from rejecting an exact fit.
+    return min_replicas_cost(spec, load_catalog()) <= cap + 1e-9
+
+
+def _budget_detail(spec: InferenceServiceSpec) -> str:
+    needed = min_replicas_cost(spec, load_catalog())
+    return (
+        f"minReplicas {spec.autoscaling.min_replicas} of {spec.hardware.gpu_type} cost "
+        f"{needed:.4f} USD/hour, over the budget's {spec.budget.hourly_cap():.4f} USD/hour; "
+        "raise the budget, lower minReplicas or pick a cheaper gpuType"
+    )
+
+
+def _budget_cel(catalog: GpuCatalog) -> str:
+    on_demand = {name: gpu.price.on_demand for name, gpu in catalog.gpus.items()}
+    spot = {name: gpu.price.spot for name, gpu in catalog.gpus.items()}
+    hw, budget = "self.hardware", "self.budget"
+    gpu_price = (
+        f"({hw}.gpuType in {budget}.priceOverrides ? {budget}.priceOverrides[{hw}.gpuType]"
+        f" : ({hw}.spot ? {_cel_map(spot)} : {_cel_map(on_demand)})[{hw}.gpuType])"
+    )
+    cpu_price = (
+        f"({hw}.cpu.size() > 0 && 'cpu' in {budget}.priceOverrides"
+        f" ? quantity({hw}.cpu).asApproximateFloat() * {budget}.priceOverrides['cpu']"
+        f" : quantity({hw}.cpu).asApproximateFloat()"
+        f" * ({hw}.spot ? {catalog.cpu.vcpu_hour.spot} : {catalog.cpu.vcpu_hour.on_demand})"
+        f" + quantity({hw}.memory).asApproximateFloat() / {float(GIB)}"
+        f" * ({hw}.spot ? {catalog.cpu.gib_hour.spot} : {catalog.cpu.gib_hour.on_demand}))"
+    )
+    replica = f"({hw}.gpuType == 'cpu' ? {cpu_price} : double({hw}.gpusPerReplica) * {gpu_price})"
+    needed = f"double(self.autoscaling.minReplicas) * {replica}"
+    hourly = f"(!has({budget}.maxCostPerHour) || {needed} <= {budget}.maxCostPerHour + 1e-9)"
+    monthly = f"(!has({budget}.monthlyCap) || {needed} * 730.0 <= {budget}.monthlyCap + 1e-6)"
+    known = f"{hw}.gpuType in {_cel_list(catalog.type_names())}"
+    return f"!({known}) || ({hourly} && {monthly})"
+
+
+def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
+    """Every cross-field rule, with CEL generated from the catalog's data."""
+    names = catalog.type_names()
+    precisions = {name: sorted(p.value for p in catalog.precisions_for(name)) for name in names}
+    gpu_only = sorted({Backend.TENSORRT.value, Backend.VLLM.value})
+    return (
+        Rule(
+            name="known-gpu-type",
+            field_path=".hardware.gpuType",
+            message=f"gpuType must be one of the catalog's types: {', '.join(names)}",
+            cel=f"self.hardware.gpuType in {_cel_list(names)}",
+            holds=lambda s: s.hardware.gpu_type in names,
+        ),
+        Rule(
+            name="gpus-per-replica",
+            field_path=".hardware.gpusPerReplica",
+            message="gpusPerReplica must be at least 1 when gpuType is a GPU",
+            cel="self.hardware.gpuType == 'cpu' || self.hardware.gpusPerReplica >= 1",
+            holds=lambda s: s.hardware.gpu_type == CPU or s.hardware.gpus_per_replica >= 1,
+        ),
+        Rule(
+            name="precision-supported",
+            field_path=".quantization.precision",
+            message=(
+                "precision is not supported on this gpuType (bf16 needs Ampere or newer, "
+                "fp8 needs Ada or Hopper, int4 needs a GPU); see the GPU catalog"
+            ),
+            cel=(
+                f"!(self.hardware.gpuType in {_cel_list(names)}) || self.quantization.precision"
+                f" in {_cel_map(precisions)}[self.hardware.gpuType]"
+            ),
+            holds=lambda s: (
+                s.hardware.gpu_type not in names
+                or s.quantization.precision.value in precisions[s.hardware.gpu_type]
+            ),
+            message_expression=(
+                "'precision ' + self.quantization.precision + ' is not supported on gpuType '"
+                f" + self.hardware.gpuType + ' (supported: ' + {_cel_map(precisions)}"
+                "[self.hardware.gpuType].join(', ') + ')'"
+            ),
+            detail=lambda s: (
+                f"precision {s.quantization.precision.value} is not supported on gpuType "
+                f"{s.hardware.gpu_type} (supported: {', '.join(precisions[s.hardware.gpu_type])})"
+            ),
+        ),
+        Rule(
+            name="backend-needs-gpu",
+            field_path=".runtime.backend",
+            message="the tensorrt and vllm backends need a GPU; gpuType is cpu",
+            cel=(
+                f"!(self.runtime.backend in {_cel_list(gpu_only)}"
+                " && self.hardware.gpuType == 'cpu')"
+            ),
+            holds=lambda s: (
+                not (s.runtime.backend.value in gpu_only and s.hardware.gpu_type == CPU)
+            ),
+        ),
+        Rule(
+            name="replica-bounds",
+            field_path=".autoscaling.minReplicas",
+            message="minReplicas must not exceed maxReplicas",
+            cel="self.autoscaling.minReplicas <= self.autoscaling.maxReplicas",
+            holds=lambda s: s.autoscaling.min_replicas <= s.autoscaling.max_replicas,
+        ),
+        Rule(
+            name="budget-covers-min-replicas",
+            field_path=".budget.maxCostPerHour",
+            message=(
+                "the budget cannot pay for minReplicas of this gpuType at catalog prices; "
+                "raise the budget, lower minReplicas or pick a cheaper gpuType"
+            ),
+            cel=_budget_cel(catalog),
+            holds=_budget_covers_min,
+            detail=_budget_detail,
+        ),
+        Rule(
+            name="window-within-slo",
+            field_path=".batching.maxQueueDelayMicroseconds",
+            message="the batching window (maxQueueDelayMicroseconds) is longer than the p95 "
+            "latency SLO (autoscaling.targetP95LatencyMs)",
+            cel=(
+                "double(self.batching.maxQueueDelayMicroseconds)"
+                " <= self.autoscaling.targetP95LatencyMs * 1000.0"
+            ),
+            holds=lambda s: (
+                s.batching.max_queue_delay_microseconds
+                <= s.autoscaling.target_p95_latency_ms * 1000
+            ),
+        ),
+        Rule(
+            name="preferred-within-max",
+            field_path=".batching.preferredBatchSizes",
+            message="every preferred batch size must be at most maxBatchSize",
+            cel="self.batching.preferredBatchSizes.all(s, s <= self.batching.maxBatchSize)",
+            holds=lambda s: all(
+                size <= s.batching.max_batch_size for size in s.batching.preferred_batch_sizes
+            ),
+        ),
+        Rule(
+            name="default-priority-level",
+            field_path=".batching.defaultPriorityLevel",
+            message="defaultPriorityLevel must be 0 without priority levels, "
+            "else between 1 and priorityLevels",
+            cel=(
+                "self.batching.priorityLevels == 0 ? self.batching.defaultPriorityLevel == 0"
+                " : (self.batching.defaultPriorityLevel >= 1"
+                " && self.batching.defaultPriorityLevel <= self.batching.priorityLevels)"
+            ),
+            holds=lambda s: (
+                s.batching.default_priority_level == 0
+                if s.batching.priority_levels == 0
+                else 1 <= s.batching.default_priority_level <= s.batching.priority_levels
+            ),
+        ),
+    )
+
+
+def violations(spec: InferenceServiceSpec) -> list[Violation]:
+    """Every rule the spec breaks, in rule order, with `spec.`-rooted field paths."""
+    return [
+        Violation(rule.name, "spec" + rule.field_path, rule.explain(spec))
+        for rule in build_rules(load_catalog())
+        if not rule.holds(spec)
+    ]
+
+
+def cel_validations() -> list[dict[str, str]]:
+    """The rules in the CRD's `x-kubernetes-validations` shape, placed on the spec."""
+    validations = []
+    for rule in build_rules(load_catalog()):
+        entry = {
+            "rule": rule.cel,
+            "message": rule.message,
+            "fieldPath": rule.field_path,
+            "reason": "FieldValueInvalid",
+        }
+        if rule.message_expression:
+            entry["messageExpression"] = rule.message_expression
+        validations.append(entry)
+    return validations

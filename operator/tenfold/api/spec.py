@@ -1,0 +1,365 @@
+"""The InferenceService spec: the single source of truth for the CRD, validation and docs.
+
+Every `Field(description=...)` here reaches `kubectl explain`, the generated reference docs and
+the validation messages. Cross-field rules live in `rules.py` and are enforced twice from one
+definition: by the pydantic validator below and, as CEL, by the apiserver itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from tenfold.api.enums import (
+    AutoscalingMode,
+    Backend,
+    CacheMode,
+    GuardMetric,
+    ModelFormat,
+    Precision,
+    QueueTimeoutAction,
+    Task,
+)
+from tenfold.api.quantity import parse_quantity
+
+# RFC 1123 label: also a valid Triton model directory name.
+DnsLabel = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+]
+SOURCE_PATTERN = r"^(/|file://|pvc://|s3://|gs://|hf://|package://)\S+$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=32)]
+ShortText = Annotated[str, StringConstraints(max_length=253)]
+MAX_QUEUE_DELAY_US = 10_000_000
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+    )
+
+
+class ModelSpec(ApiModel):
+    """Which model to serve and where it comes from."""
+
+    name: DnsLabel = Field(description="Model name; also the Triton model name.")
+    source: Annotated[str, StringConstraints(pattern=SOURCE_PATTERN, max_length=1024)] = Field(
+        description=(
+            "Where the weights are: an absolute path, file://, pvc://CLAIM/path, s3://, gs://, "
+            "hf://org/name (read from the node's Hugging Face cache, offline) or "
+            "package://NAME for a model shipped as a Python package."
+        )
+    )
+    format: ModelFormat = Field(
+        ModelFormat.HUGGINGFACE, description="How the weights are stored at the source."
+    )
+    task: Task = Field(
+        Task.EMBEDDING, description="What the model computes; picks the accuracy metric and I/O."
+    )
+    version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$", max_length=63)] = Field(
+        "1", description="Version label; part of the cache key, so a new one never hits."
+    )
+
+
+class RuntimeSpec(ApiModel):
+    """The Triton server that runs the model."""
+
+    image: ShortText = Field(
+        "tenfold/runtime", description="Serving image: Triton plus tenfold-runtime."
+    )
+    triton_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}\.[0-9]{2}$")] = Field(
+        "24.10", description="Triton release (YY.MM); the image tag is <version>-py3."
+    )
+    backend: Backend = Field(Backend.PYTHON, description="Triton backend that executes the model.")
+    instances_per_replica: int = Field(
+        1, ge=1, le=16, description="Model instances per pod (Triton instance_group count)."
+    )
+    extra_args: list[ShortText] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Extra tritonserver arguments, appended after tenfold's own.",
+    )
+
+
+class GuardSpec(ApiModel):
+    """The accuracy guard: the quantized model is measured against full precision first."""
+
+    metric: GuardMetric = Field(
+        GuardMetric.COSINE,
+        description="cosine (embeddings), top1Agreement (classifiers) or logitMSE.",
+    )
+    max_drop: float = Field(
+        0.01, ge=0, le=1, description="Largest allowed drop of the metric versus fp32."
+    )
+    calibration_samples: int = Field(
+        64, ge=1, le=100_000, description="Number of calibration inputs to measure on."
+    )
+    fallback: list[Precision] = Field(
+        default_factory=lambda: [Precision.MIXED, Precision.FP16, Precision.FP32],
+        max_length=7,
+        description="Precisions tried in order when the requested one fails the guard.",
+    )
+
+
+class QuantizationSpec(ApiModel):
+    """Numeric precision of the served model."""
+
+    precision: Precision = Field(Precision.FP32, description="Precision to serve at.")
+    keep_higher_precision: list[ShortText] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Layer name patterns kept at full precision when precision is mixed.",
+    )
+    guard: GuardSpec = Field(default_factory=GuardSpec, description="The accuracy guard.")
+
+
+class QueuePolicySpec(ApiModel):
+    """What Triton does when requests wait too long or the queue is full."""
+
+    timeout_microseconds: int = Field(
+        0, ge=0, le=3_600_000_000, description="Queue timeout per request; 0 waits forever."
+    )
+    timeout_action: QueueTimeoutAction = Field(
+        QueueTimeoutAction.REJECT, description="reject or delay a request that timed out."
+    )
+    allow_timeout_override: bool = Field(
+        False, description="Let clients set a shorter timeout per request."
+    )
+    max_queue_size: int = Field(
+        0, ge=0, le=1_000_000, description="Queue length limit; 0 is unbounded."
+    )
+
+
+class BatchingSpec(ApiModel):
+    """Triton's dynamic batcher: the batching window and its queue."""
+
+    max_batch_size: int = Field(
+        32, ge=0, le=4096, description="Largest batch Triton forms; 0 disables batching."
+    )
+    max_queue_delay_microseconds: int = Field(
+        5000,
+        ge=0,
+        le=MAX_QUEUE_DELAY_US,
+        description="The batching window: how long a request may wait for others.",
+    )
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=list, max_length=16, description="Batch sizes Triton prefers to form."
+    )
+    priority_levels: int = Field(
+        0, ge=0, le=16, description="Number of priority levels; 0 turns priorities off."
+    )
+    default_priority_level: int = Field(
+        0, ge=0, le=16, description="Level of requests that name none (1..priorityLevels)."
+    )
+    queue_policy: QueuePolicySpec = Field(
+        default_factory=QueuePolicySpec, description="Default queue policy."
+    )
+    sequence_buckets: list[Annotated[int, Field(ge=1, le=65536)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Token-length buckets: inputs are padded up to the nearest bucket.",
+    )
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration, passed through to the pods."""
+
+    key: ShortText | None = None
+    operator: Annotated[str, StringConstraints(pattern=r"^(Exists|Equal)$")] | None = None
+    value: ShortText | None = None
+    effect: (
+        Annotated[str, StringConstraints(pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")]
+        | None
+    ) = None
+    toleration_seconds: int | None = None
+
+
+class HardwareSpec(ApiModel):
+    """Where the replicas run."""
+
+    gpu_type: ShortText = Field(
+        "cpu", description="GPU type from the catalog (T4, L4, A10G, A100-80GB, H100...) or cpu."
+    )
+    gpus_per_replica: int = Field(
+        1, ge=0, le=16, description="GPUs per replica; must be 0 for cpu and at least 1 otherwise."
+    )
+    cpu: Quantity = Field("2", description="CPU request per replica (Kubernetes quantity).")
+    memory: Quantity = Field("4Gi", description="Memory request per replica.")
+    spot: bool = Field(False, description="Allow spot capacity (priced at the spot rate).")
+    node_selector: dict[ShortText, ShortText] = Field(
+        default_factory=dict, description="Extra node selector labels."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Extra tolerations."
+    )
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _is_quantity(cls, value: str) -> str:
+        parse_quantity(value)
+        return value
+
+    def cpu_cores(self) -> float:
+        """CPU request in cores."""
+        return parse_quantity(self.cpu)
+
+    def memory_bytes(self) -> float:
+        """Memory request in bytes."""
+        return parse_quantity(self.memory)
+
+
+class RedisSpec(ApiModel):
+    """The Redis behind the cache sidecar."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^rediss?://\S+$", max_length=512)] | None = (
+        Field(None, description="External Redis URL; empty: an operator-managed Redis.")
+    )
+    storage: Quantity = Field("1Gi", description="Volume size of an operator-managed Redis.")
+
+
+class CacheSpec(ApiModel):
+    """Triton's response cache and tenfold's versioned cache sidecar."""
+
+    response_cache_bytes: int = Field(
+        0, ge=0, le=1 << 40, description="Triton's local response cache size; 0 turns it off."
+    )
+    mode: CacheMode = Field(CacheMode.NONE, description="Sidecar cache: none, memory or redis.")
+    redis: RedisSpec = Field(default_factory=RedisSpec, description="Redis settings (mode redis).")
+    ttl_seconds: int = Field(3600, ge=1, le=30 * 24 * 3600, description="How long an entry lives.")
+    max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=1 << 40,
+        description="Memory bound of the sidecar's in-memory LRU.",
+    )
+
+
+class AutoscalingSpec(ApiModel):
+    """How replicas follow load."""
+
+    mode: AutoscalingMode = Field(
+        AutoscalingMode.AUTO,
+        description="auto acts; recommend only writes the decision to status; off does nothing.",
+    )
+    min_replicas: int = Field(1, ge=0, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(4, ge=1, le=1000, description="Most replicas.")
+    target_p95_latency_ms: float = Field(
+        200, gt=0, le=600_000, description="p95 latency SLO per request, milliseconds."
+    )
+    target_queue_share: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Queue time per request allowed, as a share of the p95 latency SLO.",
+    )
+    target_pending_per_replica: float = Field(
+        16, gt=0, le=100_000, description="Pending requests per replica before scaling up."
+    )
+    scale_up_stabilization_seconds: int = Field(
+        0, ge=0, le=3600, description="Window over which scale-up takes the lowest proposal."
+    )
+    scale_down_stabilization_seconds: int = Field(
+        300, ge=0, le=86_400, description="Window over which scale-down takes the highest."
+    )
+    max_scale_up_step: int = Field(
+        4, ge=1, le=1000, description="Most replicas added by one decision."
+    )
+
+
+class BudgetSpec(ApiModel):
+    """The hard cost cap: the autoscaler never runs more replicas than it pays for."""
+
+    max_cost_per_hour: float | None = Field(
+        None, gt=0, le=1_000_000, description="USD per hour the service may cost at most."
+    )
+    monthly_cap: float | None = Field(
+        None, gt=0, le=1_000_000_000, description="USD per month (730 h) at most."
+    )
+    price_overrides: dict[ShortText, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="USD per GPU-hour by GPU type (cpu: per vCPU-hour), over the catalog's.",
+    )
+
+    def hourly_cap(self) -> float | None:
+        """The tighter of the hourly cap and the monthly cap spread over 730 hours."""
+        caps = [c for c in (self.max_cost_per_hour, _monthly_to_hourly(self.monthly_cap)) if c]
+        return min(caps) if caps else None
+
+
+HOURS_PER_MONTH = 730
+
+
+def _monthly_to_hourly(monthly: float | None) -> float | None:
+    return monthly / HOURS_PER_MONTH if monthly else None
+
+
+class MonitoringSpec(ApiModel):
+    """Prometheus integration."""
+
+    service_monitor: bool = Field(
+        False, description="Create a prometheus-operator ServiceMonitor for the pods."
+    )
+    scrape_interval_seconds: int = Field(5, ge=1, le=300, description="Scrape interval.")
+
+
+class InferenceServiceSpec(ApiModel):
+    """Desired state of an InferenceService."""
+
+    model: ModelSpec = Field(description="The model to serve.")
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, description="The Triton runtime.")
+    quantization: QuantizationSpec = Field(
+        default_factory=QuantizationSpec, description="Precision and its accuracy guard."
+    )
+    batching: BatchingSpec = Field(
+        default_factory=BatchingSpec, description="Dynamic batching window and queue."
+    )
+    hardware: HardwareSpec = Field(default_factory=HardwareSpec, description="GPU type and size.")
+    cache: CacheSpec = Field(default_factory=CacheSpec, description="Response and sidecar cache.")
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, description="Replica bounds and SLO targets."
+    )
+    budget: BudgetSpec = Field(default_factory=BudgetSpec, description="Cost cap.")
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec, description="Prometheus integration."
+    )
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description=(
+            "Replica count, written through the scale subresource by the autoscaler or "
+            "kubectl scale; leave it out of GitOps-managed YAML."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate_empty_sections(cls, data: Any) -> Any:
+        # The apiserver stores `cache: {}` style sections; null means "use defaults".
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> InferenceServiceSpec:
+        from tenfold.api.rules import violations  # rules import this module
+
+        problems = violations(self)
+        if problems:
+            raise ValueError("\n".join(f"{v.field_path}: {v.message}" for v in problems))
+        return self

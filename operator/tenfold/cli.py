@@ -1,0 +1,146 @@
+"""The `tenfold` command: render, validate, crd, run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from tenfold import constants
+from tenfold.api.catalog import load_catalog
+from tenfold.api.crd import render_crd
+from tenfold.api.resource import (
+    FieldError,
+    InferenceService,
+    InvalidSpecError,
+    parse_inference_service,
+)
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def read_documents(path: str) -> list[dict[str, Any]]:
+    """Every non-empty YAML document of a file ('-' reads standard input)."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def _services(documents: list[dict[str, Any]], namespace: str) -> Iterator[InferenceService]:
+    for document in documents:
+        if document.get("kind") == constants.KIND:
+            yield parse_inference_service(document, default_namespace=namespace)
+
+
+def command_crd(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the generated CRD."""
+    out.write(render_crd())
+    return 0
+
+
+def _report(path: str, name: str, errors: list[FieldError], err: TextIO) -> None:
+    for error in errors:
+        err.write(f"{path}: {name}: {error}\n")
+
+
+def command_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Validate every InferenceService in the file; non-zero exit names each bad field."""
+    failed = 0
+    documents = read_documents(args.file)
+    for document in documents:
+        if document.get("kind") != constants.KIND:
+            continue
+        name = (document.get("metadata") or {}).get("name", "<unnamed>")
+        try:
+            parse_inference_service(document)
+            out.write(f"{args.file}: {name}: valid\n")
+        except InvalidSpecError as invalid:
+            failed += 1
+            _report(args.file, name, invalid.errors, err)
+    if not any(d.get("kind") == constants.KIND for d in documents):
+        err.write(f"{args.file}: no {constants.KIND} found\n")
+        return EXIT_INVALID
+    return EXIT_INVALID if failed else 0
+
+
+def command_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print the Kubernetes objects the operator would apply, for review and GitOps."""
+    from tenfold.controller.reconcile import replica_cost, replicas_to_run
+    from tenfold.plan import build_plan, render_yaml
+
+    catalog = load_catalog()
+    objects: list[dict[str, Any]] = []
+    try:
+        for service in _services(read_documents(args.file), args.namespace):
+            cost = replica_cost(service.spec, catalog, service.spec.budget.price_overrides)
+            replicas = replicas_to_run(service.spec, cost)
+            objects += build_plan(
+                service.name, service.namespace, service.spec, replicas=replicas, catalog=catalog
+            )
+    except InvalidSpecError as invalid:
+        _report(args.file, "invalid", invalid.errors, err)
+        return EXIT_INVALID
+    out.write(render_yaml(objects))
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """Run the operator until interrupted."""
+    import kopf
+
+    import tenfold.controller.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        standalone=args.standalone,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+        peering_name=args.peering,
+        priority=args.priority,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `tenfold`."""
+    parser = argparse.ArgumentParser(prog="tenfold", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("crd", help="print the InferenceService CRD generated from the API models")
+    validate = sub.add_parser("validate", help="validate InferenceService manifests")
+    validate.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
+    render = sub.add_parser("render", help="print the objects the operator would apply")
+    render.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
+    render.add_argument("-n", "--namespace", default="default", help="namespace if unset")
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces")
+    run.add_argument("--standalone", action="store_true", help="no peering (single replica)")
+    run.add_argument("--peering", default=None, help="kopf peering object name (HA)")
+    run.add_argument("--priority", type=int, default=0, help="peering priority")
+    run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness URL")
+    run.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tenfold` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "crd":
+            return command_crd(args, sys.stdout)
+        if args.command == "validate":
+            return command_validate(args, sys.stdout, sys.stderr)
+        if args.command == "render":
+            return command_render(args, sys.stdout, sys.stderr)
+        return command_run(args)
+    except (OSError, yaml.YAMLError) as error:
+        sys.stderr.write(f"tenfold: {error}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Names shared by every layer: the API group, label keys, annotation prefix, ports."""
+
+from typing import Final
+
+API_GROUP: Final = "serving.tenfold.dev"
+API_VERSION: Final = "v1alpha1"
+KIND: Final = "InferenceService"
+PLURAL: Final = "inferenceservices"
+SINGULAR: Final = "inferenceservice"
+# KServe owns "isvc"; "tfis" keeps both operators usable in one cluster.
+SHORT_NAMES: Final = ("tfis",)
+CATEGORIES: Final = ("tenfold", "all")
+
+FIELD_MANAGER: Final = "tenfold"
+ANNOTATION_PREFIX: Final = "tenfold.dev"
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+LABEL_VERSION: Final = "app.kubernetes.io/version"
+MANAGED_BY: Final = "tenfold"
+
+# GPU Feature Discovery writes the product name on every GPU node under this label.
+GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+
+TRITON_HTTP_PORT: Final = 8000
+TRITON_GRPC_PORT: Final = 8001
+TRITON_METRICS_PORT: Final = 8002
+CACHE_HTTP_PORT: Final = 8080
+CACHE_METRICS_PORT: Final = 9090
+
+MODEL_REPOSITORY_PATH: Final = "/models"
+PREPARE_SPEC_PATH: Final = "/etc/tenfold/prepare.json"
+PREPARE_MANIFEST_FILE: Final = "tenfold-manifest.json"

