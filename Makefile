@@ -20,8 +20,9 @@ unit: ## run only the unit tests (seconds, no cluster)
 lint: ## ruff (lint + format check) and mypy on the operator package
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
-crds: ## regenerate crds/ from the pydantic API models
+crds: ## regenerate crds/ and docs/api.md from the pydantic API models
 	$(VENV)/bin/tenfold crd > crds/serving.tenfold.dev_inferenceservices.yaml
+	$(VENV)/bin/tenfold crd --reference > docs/api.md
 
 chart: ## lint the Helm chart and regenerate manifests/ from it
 	bash hack/manifests.sh

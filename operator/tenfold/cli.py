@@ -37,8 +37,13 @@ def _services(documents: list[dict[str, Any]], namespace: str) -> Iterator[Infer
 
 
 def command_crd(args: argparse.Namespace, out: TextIO) -> int:
-    """Print the generated CRD."""
-    out.write(render_crd())
+    """Print the generated CRD (or, with --reference, the Markdown API reference)."""
+    if args.reference:
+        from tenfold.api.reference import render_reference
+
+        out.write(render_reference())
+    else:
+        out.write(render_crd())
     return 0
 
 
@@ -110,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `tenfold`."""
     parser = argparse.ArgumentParser(prog="tenfold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("crd", help="print the InferenceService CRD generated from the API models")
+    crd = sub.add_parser("crd", help="print the InferenceService CRD generated from the API models")
+    crd.add_argument("--reference", action="store_true", help="print the Markdown reference")
     validate = sub.add_parser("validate", help="validate InferenceService manifests")
     validate.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
     render = sub.add_parser("render", help="print the objects the operator would apply")

@@ -75,3 +75,17 @@ def test_sections_default_so_cel_can_read_them():
 
 def test_render_is_stable_yaml():
     assert yaml.safe_load(render_crd()) == build_crd()
+
+
+def test_committed_api_reference_matches_generated():
+    from tenfold.api.reference import render_reference
+
+    committed = (REPO_ROOT / "docs" / "api.md").read_text()
+    assert committed == render_reference(), "run `make crds` and commit docs/api.md"
+
+
+def test_every_object_field_has_a_type():
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        if isinstance(node, dict) and ("properties" in node or "additionalProperties" in node):
+            assert node.get("type") == "object", path

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from tenfold import constants
+from tenfold.api.resource import MAX_NAME_LENGTH
 from tenfold.api.rules import cel_validations
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.api.status import InferenceServiceStatus
@@ -22,6 +23,7 @@ _KEPT = (
     "type", "description", "enum", "default", "format", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern",
     "minItems", "maxItems", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+    "x-kubernetes-validations",
 )  # fmt: skip
 
 
@@ -59,7 +61,7 @@ def _convert_exclusive_bounds(node: dict[str, Any]) -> dict[str, Any]:
 
 def structural_schema(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Convert one pydantic JSON-schema node into a structural CRD schema node."""
-    node = _convert_exclusive_bounds(_drop_null_branch(_resolve(node, defs)))
+    node = _convert_exclusive_bounds(_resolve(_drop_null_branch(_resolve(node, defs)), defs))
     out = {key: node[key] for key in _KEPT if key in node}
     if "const" in node:
         out["enum"] = [node["const"]]
@@ -161,6 +163,14 @@ def build_crd() -> dict[str, Any]:
                             "quantized under an accuracy guard, batched, cached and "
                             "autoscaled within a cost budget.",
                             "required": ["spec"],
+                            # Children are named <name>-config and <name>-redis.
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+                                    "message": f"metadata.name must be at most "
+                                    f"{MAX_NAME_LENGTH} characters",
+                                }
+                            ],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

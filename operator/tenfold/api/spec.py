@@ -179,6 +179,19 @@ class BatchingSpec(ApiModel):
 class Toleration(ApiModel):
     """A Kubernetes toleration, passed through to the pods."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.tolerationSeconds) || "
+                    "(has(self.effect) && self.effect == 'NoExecute')",
+                    "message": "tolerationSeconds needs effect NoExecute",
+                    "fieldPath": ".tolerationSeconds",
+                }
+            ]
+        }
+    )
+
     key: ShortText | None = None
     operator: Annotated[str, StringConstraints(pattern=r"^(Exists|Equal)$")] | None = None
     value: ShortText | None = None
@@ -186,13 +199,21 @@ class Toleration(ApiModel):
         Annotated[str, StringConstraints(pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")]
         | None
     ) = None
-    toleration_seconds: int | None = None
+    toleration_seconds: int | None = Field(
+        None, description="Only with effect NoExecute: how long the pod stays once tainted."
+    )
+
+    @model_validator(mode="after")
+    def _seconds_only_for_no_execute(self) -> Toleration:
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds needs effect NoExecute")
+        return self
 
 
 class HardwareSpec(ApiModel):
     """Where the replicas run."""
 
-    gpu_type: ShortText = Field(
+    gpu_type: Annotated[str, StringConstraints(max_length=32)] = Field(
         "cpu", description="GPU type from the catalog (T4, L4, A10G, A100-80GB, H100...) or cpu."
     )
     gpus_per_replica: int = Field(

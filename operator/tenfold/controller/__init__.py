@@ -1,0 +1,1 @@
+"""The controller: kopf handlers that apply the plan and report status."""

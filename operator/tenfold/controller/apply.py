@@ -1,0 +1,73 @@
+"""Apply the plan: server-side apply with one field manager, then prune what left the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from tenfold import constants
+from tenfold.controller.kube import dynamic_client
+
+# Every kind tenfold may create for a service; pruning looks only at these.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+)
+
+
+class MissingApiError(RuntimeError):
+    """The cluster lacks a kind the plan needs (e.g. ServiceMonitor without its CRD)."""
+
+
+def _resource(api_version: str, kind: str) -> Any:
+    try:
+        return dynamic_client().resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError:
+        raise MissingApiError(f"the cluster does not serve {kind} ({api_version})") from None
+
+
+def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
+    """Server-side apply each object as the tenfold field manager.
+
+    force_conflicts: tenfold owns these children; a field another manager took by hand is
+    taken back, which is what "apply the plan again" must mean for reconciliation.
+    """
+    for obj in objects:
+        resource = _resource(obj["apiVersion"], obj["kind"])
+        dynamic_client().server_side_apply(
+            resource,
+            body=dict(obj),
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=constants.FIELD_MANAGER,
+            force_conflicts=True,
+        )
+
+
+def child_selector(name: str) -> str:
+    """Label selector of every object tenfold made for one InferenceService."""
+    return f"{constants.LABEL_INSTANCE}={name},{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
+
+
+def prune_children(name: str, namespace: str, keep: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Delete children that the current plan no longer contains; returns what was deleted."""
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in keep}
+    deleted = []
+    for api_version, kind in CHILD_KINDS:
+        try:
+            resource = _resource(api_version, kind)
+        except MissingApiError:
+            continue
+        for item in resource.get(namespace=namespace, label_selector=child_selector(name)).items:
+            if (kind, item.metadata.name) not in wanted:
+                try:
+                    resource.delete(name=item.metadata.name, namespace=namespace)
+                    deleted.append(f"{kind}/{item.metadata.name}")
+                except NotFoundError:
+                    pass
+    return deleted

@@ -1,0 +1,38 @@
+"""Every kopf registration of the operator, and nothing else.
+
+Each handler has an explicit id and delegates to `handling`; logic lives there and below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from tenfold import constants
+from tenfold.controller import handling
+from tenfold.controller.reconcile import OperatorConfig
+from tenfold.controller.settings import configure
+
+RESOURCE = (constants.API_GROUP, constants.API_VERSION, constants.PLURAL)
+CONFIG = OperatorConfig.from_env()
+
+
+@kopf.on.startup(id="configure")
+def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Apply tenfold's kopf settings."""
+    configure(settings)
+
+
+@kopf.on.resume(*RESOURCE, id="apply-plan-resume")
+@kopf.on.create(*RESOURCE, id="apply-plan-create")
+@kopf.on.update(*RESOURCE, id="apply-plan-update", field="spec")
+def on_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Apply the plan whenever the spec is new, changed, or the operator restarted."""
+    handling.apply_service(body, patch, CONFIG)
+
+
+@kopf.timer(*RESOURCE, id="refresh-status", interval=CONFIG.tick_seconds)
+async def on_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Report what the children are doing, every tick."""
+    await handling.refresh_status(body, patch, CONFIG)

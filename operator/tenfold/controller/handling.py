@@ -1,0 +1,59 @@
+"""What each kopf handler does, with kopf's error vocabulary; handlers.py only registers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from tenfold.api.resource import InvalidSpecError
+from tenfold.controller import reconcile as rc
+from tenfold.controller.apply import MissingApiError
+
+CONFLICT_RETRY_SECONDS = 2
+API_ERROR_RETRY_SECONDS = 10
+MISSING_API_RETRY_SECONDS = 60
+
+
+def _retry_for(error: ApiException) -> kopf.TemporaryError:
+    # 409: someone wrote the object between our read and write; the next pass wins.
+    delay = CONFLICT_RETRY_SECONDS if error.status == 409 else API_ERROR_RETRY_SECONDS
+    return kopf.TemporaryError(f"API error {error.status}: {error.reason}", delay=delay)
+
+
+def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: rc.OperatorConfig) -> None:
+    """Validate the body, apply its plan, and record the outcome in the status patch."""
+    previous = body.get("status") or {}
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    try:
+        service = rc.parse_body(body)
+    except InvalidSpecError as invalid:
+        patch.status.update(rc.invalid_status(str(invalid), previous, generation))
+        raise kopf.PermanentError(str(invalid)) from None
+    try:
+        settled = rc.reconcile(service, config)
+    except ApiException as error:
+        raise _retry_for(error) from error
+    except MissingApiError as missing:
+        patch.status.update(rc.invalid_status(str(missing), previous, generation))
+        raise kopf.TemporaryError(str(missing), delay=MISSING_API_RETRY_SECONDS) from None
+    patch.status.update(rc.changed_fields(previous, settled))
+
+
+async def refresh_status(
+    body: Mapping[str, Any], patch: kopf.Patch, config: rc.OperatorConfig
+) -> None:
+    """Observe the children and write only the status fields that changed."""
+    previous = dict(body.get("status") or {})
+    try:
+        service = rc.parse_body(body)
+    except InvalidSpecError:
+        return  # the apply handler already reported it
+    try:
+        current = await asyncio.to_thread(rc.observed_status, service, previous, config)
+    except ApiException as error:
+        raise _retry_for(error) from error
+    patch.status.update(rc.changed_fields(previous, current))

@@ -1,0 +1,185 @@
+"""Reconcile one InferenceService: plan, apply, and report.
+
+Handlers call these functions; these functions decide nothing that the pure layers (api, plan,
+controller.status) do not already decide. Side effects go through apply.py and observe.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tenfold.api.catalog import GpuCatalog, load_catalog
+from tenfold.api.enums import AutoscalingMode
+from tenfold.api.resource import InferenceService, parse_inference_service
+from tenfold.api.spec import InferenceServiceSpec
+from tenfold.api.status import ConditionType
+from tenfold.controller import apply, observe
+from tenfold.controller import status as status_rules
+from tenfold.plan import build_plan, pod_selector
+
+HOURS_PER_MONTH = 730
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Operator-wide settings, read once from the environment."""
+
+    namespace: str
+    prices_configmap: str
+    tick_seconds: float
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        """Settings from TENFOLD_* variables, with defaults for a local run."""
+        return cls(
+            namespace=os.environ.get("TENFOLD_NAMESPACE", "tenfold-system"),
+            prices_configmap=os.environ.get("TENFOLD_PRICES_CONFIGMAP", "tenfold-gpu-prices"),
+            tick_seconds=float(os.environ.get("TENFOLD_TICK_SECONDS", "5")),
+        )
+
+
+def now_rfc3339() -> str:
+    """Current time as Kubernetes writes it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def effective_overrides(spec: InferenceServiceSpec, cluster: Mapping[str, float]) -> dict:
+    """Cluster price overrides, with the service's own overrides winning."""
+    return {**cluster, **spec.budget.price_overrides}
+
+
+def replica_cost(spec: InferenceServiceSpec, catalog: GpuCatalog, overrides: Mapping) -> float:
+    """USD per hour of one replica of this spec."""
+    hardware = spec.hardware
+    return catalog.replica_cost(
+        hardware.gpu_type,
+        hardware.gpus_per_replica,
+        hardware.cpu_cores(),
+        hardware.memory_bytes(),
+        hardware.spot,
+        overrides,
+    )
+
+
+def affordable_replicas(spec: InferenceServiceSpec, cost_per_replica: float) -> int | None:
+    """The most replicas the budget pays for; None without a budget."""
+    cap = spec.budget.hourly_cap()
+    if cap is None:
+        return None
+    if cost_per_replica <= 0:
+        return None
+    return math.floor(cap / cost_per_replica + 1e-9)
+
+
+def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> int:
+    """Replicas the Deployment gets: the scale subresource's value, bounded, never over budget.
+
+    Without spec.replicas (nobody scaled yet) the service starts at minReplicas. In auto and
+    recommend modes the bounds apply to manual scaling too; in off mode only the budget does.
+    """
+    wanted = spec.replicas if spec.replicas is not None else spec.autoscaling.min_replicas
+    if spec.autoscaling.mode != AutoscalingMode.OFF:
+        wanted = max(spec.autoscaling.min_replicas, min(spec.autoscaling.max_replicas, wanted))
+    ceiling = affordable_replicas(spec, cost_per_replica)
+    return wanted if ceiling is None else min(wanted, ceiling)
+
+
+def _prices(config: OperatorConfig) -> dict[str, float]:
+    return observe.cluster_price_overrides(config.namespace, config.prices_configmap)
+
+
+def parse_body(body: Mapping[str, Any]) -> InferenceService:
+    """The typed service from a kopf body (raises InvalidSpecError)."""
+    return parse_inference_service(
+        {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": dict(body.get("metadata") or {}),
+            "spec": dict(body.get("spec") or {}),
+        }
+    )
+
+
+def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, Any]:
+    """Apply the plan for the service; returns the status fields it settles."""
+    catalog = load_catalog()
+    cost = replica_cost(service.spec, catalog, effective_overrides(service.spec, _prices(config)))
+    replicas = replicas_to_run(service.spec, cost)
+    objects = build_plan(
+        service.name,
+        service.namespace,
+        service.spec,
+        replicas=replicas,
+        uid=service.uid,
+        catalog=catalog,
+    )
+    apply.apply_objects(objects)
+    apply.prune_children(service.name, service.namespace, objects)
+    return {
+        "observedGeneration": service.generation,
+        "desiredReplicas": replicas,
+        "selector": pod_selector(service.name),
+        "endpoints": status_rules.endpoints(service.name, service.namespace, service.spec),
+    }
+
+
+def observed_status(
+    service: InferenceService,
+    previous: Mapping[str, Any],
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """Status fields computed from the running Deployment and pods."""
+    seen = observe.observe(service.name, service.namespace, pod_selector(service.name))
+    desired = int(previous.get("desiredReplicas") or 0)
+    updates = status_rules.deployment_conditions(seen.deployment, seen.pods, desired)
+    conditions = status_rules.merge_conditions(
+        previous.get("conditions") or [], updates, service.generation, now_rfc3339()
+    )
+    deployment_status = (seen.deployment or {}).get("status") or {}
+    running = int(deployment_status.get("replicas") or 0)
+    cost = replica_cost(
+        service.spec, load_catalog(), effective_overrides(service.spec, _prices(config))
+    )
+    report = status_rules.prepared_model(seen.pods)
+    return {
+        "conditions": conditions,
+        "replicas": running,
+        "readyReplicas": int(deployment_status.get("readyReplicas") or 0),
+        "precision": str(
+            (report or {}).get("precision_served") or service.spec.quantization.precision.value
+        ),
+        "accuracy": status_rules.accuracy_status(report),
+        "costPerHour": round(running * cost, 4),
+        "projectedMonthlyCost": round(running * cost * HOURS_PER_MONTH, 2),
+    }
+
+
+def invalid_status(message: str, previous: Mapping[str, Any], generation: int) -> dict[str, Any]:
+    """Status for a spec the operator refuses to act on."""
+    return {
+        "observedGeneration": generation,
+        "conditions": status_rules.merge_conditions(
+            previous.get("conditions") or [],
+            status_rules.invalid_spec_conditions(message),
+            generation,
+            now_rfc3339(),
+        ),
+    }
+
+
+def changed_fields(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the status fields whose values differ, so an idle tick writes nothing."""
+    return {key: value for key, value in current.items() if previous.get(key) != value}
+
+
+def is_ready(status: Mapping[str, Any]) -> bool:
+    """Whether the Ready condition is True."""
+    return any(
+        c.get("type") == ConditionType.READY.value and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )

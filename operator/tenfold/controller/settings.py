@@ -1,0 +1,31 @@
+"""Every kopf setting in one place, applied by the startup handler."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from tenfold import constants
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Store kopf's bookkeeping under tenfold's own annotations and bound every wait.
+
+    Annotations, not status: the CRD's structural schema would prune a `status.kopf` field,
+    and status belongs to the conditions users and GitOps tools read.
+    """
+    prefix = constants.ANNOTATION_PREFIX
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=prefix, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{prefix}/finalizer"
+    # Server-side watch timeouts make a silently dropped connection come back within minutes.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 8
+    settings.batching.error_delays = (1, 2, 5, 10, 30)

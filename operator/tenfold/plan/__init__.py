@@ -1,0 +1,71 @@
+"""plan: pure builders from an InferenceService spec to the Kubernetes objects it needs.
+
+Nothing here talks to a cluster; the same input gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenfold.api.catalog import GpuCatalog, load_catalog
+from tenfold.api.spec import InferenceServiceSpec
+from tenfold.plan.configmap import build_config_data, build_config_map, config_hash
+from tenfold.plan.deployment import build_deployment
+from tenfold.plan.labels import pod_selector, with_owner
+from tenfold.plan.pdb import build_pdb
+from tenfold.plan.redis import build_redis_service, build_redis_statefulset, wants_managed_redis
+from tenfold.plan.render import render_yaml
+from tenfold.plan.service import build_service
+from tenfold.plan.service_monitor import build_service_monitor
+from tenfold.plan.triton_config import build_prepare_spec, build_triton_config
+
+__all__ = [
+    "build_config_data",
+    "build_plan",
+    "build_prepare_spec",
+    "build_triton_config",
+    "config_hash",
+    "pod_selector",
+    "render_yaml",
+]
+
+
+def build_plan(
+    name: str,
+    namespace: str,
+    spec: InferenceServiceSpec,
+    *,
+    replicas: int,
+    uid: str | None = None,
+    catalog: GpuCatalog | None = None,
+) -> list[dict[str, Any]]:
+    """Every object of InferenceService `name`, in apply order.
+
+    Order: ConfigMap, [Redis Service, Redis StatefulSet], Service, Deployment,
+    PodDisruptionBudget, [ServiceMonitor]; what the pods mount or call comes first.
+    With `uid`, each object is owned by the InferenceService.
+    """
+    catalog = catalog or load_catalog()
+    config_map = build_config_map(name, namespace, spec)
+    objects = [config_map]
+    if wants_managed_redis(spec):
+        objects += [
+            build_redis_service(name, namespace, spec),
+            build_redis_statefulset(name, namespace, spec),
+        ]
+    objects += [
+        build_service(name, namespace, spec),
+        build_deployment(
+            name,
+            namespace,
+            spec,
+            replicas=replicas,
+            catalog=catalog,
+            hash_of_config=config_hash(config_map["data"]),
+        ),
+        build_pdb(name, namespace, spec),
+    ]
+    monitor = build_service_monitor(name, namespace, spec)
+    if monitor is not None:
+        objects.append(monitor)
+    return [with_owner(obj, name, uid) for obj in objects]

@@ -1,0 +1,167 @@
+"""Pure status rules: conditions from a Deployment and its pods."""
+
+from __future__ import annotations
+
+from tenfold.api.resource import parse_spec
+from tenfold.api.status import ConditionStatus, ConditionType
+from tenfold.controller import status as rules
+from tenfold.controller.reconcile import affordable_replicas, changed_fields, replicas_to_run
+
+NOW, LATER = "2026-11-22T10:00:00Z", "2026-11-22T10:05:00Z"
+
+
+def deployment(replicas=2, ready=2, updated=2, generation=3, observed=3):
+    """A Deployment dict as the API returns it."""
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+        },
+    }
+
+
+def unschedulable_pod():
+    """A pod the scheduler could not place."""
+    return {
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/7 nodes are available: 7 node(s) didn't match affinity.",
+                }
+            ]
+        }
+    }
+
+
+def by_type(updates):
+    return {u.type: u for u in updates}
+
+
+def test_rolled_out_and_ready():
+    found = by_type(rules.deployment_conditions(deployment(), [], 2))
+    assert found[ConditionType.READY].status is ConditionStatus.TRUE
+    assert found[ConditionType.PROGRESSING].status is ConditionStatus.FALSE
+    assert found[ConditionType.DEGRADED].status is ConditionStatus.FALSE
+
+
+def test_rollout_in_progress_is_not_ready():
+    found = by_type(rules.deployment_conditions(deployment(updated=1, ready=1), [], 2))
+    assert found[ConditionType.READY].status is ConditionStatus.FALSE
+    assert found[ConditionType.PROGRESSING].status is ConditionStatus.TRUE
+
+
+def test_stale_observed_generation_is_not_ready():
+    found = by_type(rules.deployment_conditions(deployment(observed=2), [], 2))
+    assert found[ConditionType.READY].status is ConditionStatus.FALSE
+
+
+def test_unschedulable_pods_degrade_with_scheduler_message():
+    found = by_type(rules.deployment_conditions(deployment(ready=0), [unschedulable_pod()], 2))
+    degraded = found[ConditionType.DEGRADED]
+    assert degraded.status is ConditionStatus.TRUE
+    assert degraded.reason == "Unschedulable"
+    assert "didn't match affinity" in degraded.message
+
+
+def test_crash_looping_init_container_degrades():
+    pod = {
+        "status": {
+            "initContainerStatuses": [
+                {"name": "prepare", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ]
+        }
+    }
+    found = by_type(rules.deployment_conditions(deployment(ready=0), [pod], 2))
+    assert found[ConditionType.DEGRADED].reason == "CrashLoopBackOff"
+
+
+def test_missing_deployment():
+    found = by_type(rules.deployment_conditions(None, [], 1))
+    assert found[ConditionType.READY].reason == "DeploymentMissing"
+
+
+def test_transition_time_moves_only_on_flip():
+    first = rules.merge_conditions(
+        [], rules.deployment_conditions(deployment(ready=0), [], 2), 3, NOW
+    )
+    same = rules.merge_conditions(
+        first, rules.deployment_conditions(deployment(ready=0), [], 2), 3, LATER
+    )
+    ready = {c["type"]: c for c in same}["Ready"]
+    assert ready["lastTransitionTime"] == NOW
+    flipped = rules.merge_conditions(
+        same, rules.deployment_conditions(deployment(), [], 2), 3, LATER
+    )
+    assert {c["type"]: c for c in flipped}["Ready"]["lastTransitionTime"] == LATER
+
+
+def test_merge_keeps_conditions_owned_by_others():
+    budget = {
+        "type": "BudgetLimited",
+        "status": "True",
+        "reason": "Capped",
+        "lastTransitionTime": NOW,
+        "observedGeneration": 1,
+    }
+    merged = rules.merge_conditions(
+        [budget], rules.deployment_conditions(deployment(), [], 2), 3, LATER
+    )
+    assert [c["type"] for c in merged] == ["Ready", "Progressing", "Degraded", "BudgetLimited"]
+    assert all(c["observedGeneration"] == 3 for c in merged if c["type"] != "BudgetLimited")
+
+
+def test_prepare_report_from_termination_message():
+    pod = {
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "prepare",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 0,
+                            "message": '{"precision_served": "mixed", "accuracy": '
+                            '{"metric": "cosine", "mean": 0.995, "min": 0.98}, '
+                            '"decision": "int8 failed the guard"}',
+                        }
+                    },
+                }
+            ]
+        }
+    }
+    report = rules.prepared_model([pod])
+    assert report["precision_served"] == "mixed"
+    assert rules.accuracy_status(report)["mean"] == 0.995
+
+
+def test_endpoints_go_through_the_sidecar_when_cached():
+    cached = parse_spec({"model": {"name": "m", "source": "/m"}, "cache": {"mode": "memory"}})
+    assert rules.endpoints("m", "ns", cached)["http"] == "http://m.ns.svc:8080"
+    plain = parse_spec({"model": {"name": "m", "source": "/m"}})
+    assert rules.endpoints("m", "ns", plain)["http"] == "http://m.ns.svc:8000"
+
+
+def test_replicas_to_run_is_bounded_and_within_budget():
+    spec = parse_spec(
+        {
+            "model": {"name": "m", "source": "/m"},
+            "hardware": {"gpuType": "T4"},
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 10},
+            "budget": {"maxCostPerHour": 2},
+            "replicas": 8,
+        }
+    )
+    assert affordable_replicas(spec, 0.526) == 3
+    assert replicas_to_run(spec, 0.526) == 3
+    unscaled = spec.model_copy(update={"replicas": None})
+    assert replicas_to_run(unscaled, 0.526) == 1
+
+
+def test_changed_fields_only():
+    assert changed_fields({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}) == {"b": 3, "c": 4}

