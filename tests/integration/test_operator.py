@@ -76,9 +76,11 @@ def pods_of(kubectl: Kubectl, namespace: str, name: str) -> list[dict]:
 def test_crd_explain_and_printer_columns(crd: None, kubectl: Kubectl, namespace: str):
     # The apiserver publishes a new CRD's OpenAPI a moment after it is Established.
     explained = wait_for(
-        lambda: kubectl(
-            "explain", "inferenceservice.spec.batching.maxQueueDelayMicroseconds", check=False
-        ).stdout,
+        lambda: (
+            kubectl(
+                "explain", "inferenceservice.spec.batching.maxQueueDelayMicroseconds", check=False
+            ).stdout
+        ),
         "kubectl explain of the new CRD",
         timeout=60,
     )
