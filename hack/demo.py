@@ -33,9 +33,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # the operator runner shared with the test suite
+sys.path.insert(0, str(REPO))  # the operator runner shared with the test suite
 
-from integration.operator_support import (  # noqa: E402
+from tests.integration.operator_support import (  # noqa: E402
     OperatorProcess,
     get_json,
     install_crd,
