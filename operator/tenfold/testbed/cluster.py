@@ -1,0 +1,548 @@
+"""Start, inspect and stop the local control plane: etcd, apiserver, controller-manager,
+scheduler and KWOK, with fake GPU nodes."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+import yaml
+
+from tenfold.testbed import components, health, pki, procs
+from tenfold.testbed.layout import (
+    BUILD_SCRIPT,
+    DEFAULT_NAME,
+    Binaries,
+    StateDir,
+    TestbedError,
+    Versions,
+    load_versions,
+)
+from tenfold.testbed.nodes import TESTBED_LABEL, build_nodes, load_pools
+
+# Start order; `down` stops them the other way round, so etcd outlives the apiserver.
+COMPONENTS: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# Proof that a kubeconfig reaches this test bed and no other cluster: a token written to
+# the state file and into this ConfigMap at `up`.
+MARKER_NAMESPACE: Final = "kube-public"
+MARKER_NAME: Final = "tenfold-testbed"
+START_TIMEOUT: Final = 120.0
+Log = Callable[[str], None]
+
+
+class Kubectl(Protocol):
+    """A kubectl runner bound to one kubeconfig, such as Testbed.kubectl."""
+
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl with args; raise TestbedError with its stderr if check and it fails."""
+        ...
+
+
+class Timings:
+    """Wall time of each phase of `up`, printed so slow starts can be pinned down."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the body of a with-block under name."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.monotonic() - start
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {secs:.1f}s" for name, secs in self.seconds.items())
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """A running test bed: where its files are and how to reach it."""
+
+    __test__ = False  # not a pytest test class despite its name
+
+    name: str
+    state: StateDir
+    versions: Versions
+    binaries: Binaries
+    server: str
+    token: str
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig."""
+        return self.state.kubeconfig
+
+    @property
+    def cluster_name(self) -> str:
+        """Cluster and context name inside the kubeconfig."""
+        return cluster_name(self.name)
+
+    def env(self) -> dict[str, str]:
+        """Variables that point kubectl, helm and kubernetes clients at this test bed."""
+        path = os.pathsep.join(str(d) for d in self.binaries.path_dirs())
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{path}{os.pathsep}{os.environ.get('PATH', '')}",
+            "TENFOLD_TESTBED_STATE": str(self.state.root),
+        }
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the pinned kubectl against this test bed; raise with stderr if check fails."""
+        return run_kubectl(
+            self.binaries.kubectl, self.kubeconfig, *args, input=input, check=check, timeout=timeout
+        )
+
+
+def run_kubectl(
+    kubectl: Path,
+    kubeconfig: Path,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl with an explicit --kubeconfig, so $KUBECONFIG can never redirect it."""
+    argv = [str(kubectl), f"--kubeconfig={kubeconfig}", *args]
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise TestbedError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def cluster_name(name: str) -> str:
+    """The kubeconfig cluster/context name of the test bed called name."""
+    return f"tenfold-testbed-{name}"
+
+
+def ensure_built(versions: Versions, log: Log = print) -> Binaries:
+    """Run hack/testbed/build.sh unless every pinned binary is already cached."""
+    binaries = Binaries.for_versions(versions)
+    wanted = [binaries.kube_apiserver, binaries.kubectl, binaries.etcd, binaries.kwok,
+              binaries.kwok_stages, binaries.helm, binaries.kube_controller_manager,
+              binaries.kube_scheduler]  # fmt: skip
+    if not all(p.exists() for p in wanted):
+        log(f"building the test bed's binaries ({BUILD_SCRIPT}); the first build takes long")
+        if subprocess.run(["bash", str(BUILD_SCRIPT)]).returncode != 0:
+            raise TestbedError(f"{BUILD_SCRIPT} failed")
+    return binaries
+
+
+# --- state file --------------------------------------------------------------------------
+
+
+def _read_state(state: StateDir) -> dict[str, Any] | None:
+    """The recorded state of a test bed, or None when there is none."""
+    try:
+        data: dict[str, Any] = json.loads(state.state_file.read_text())
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def _write_state(state: StateDir, data: dict[str, Any]) -> None:
+    """Record state atomically, so `down` can always read what `up` started."""
+    tmp = state.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(state.state_file)
+
+
+def _pids(data: dict[str, Any]) -> dict[str, int]:
+    """Recorded pids by component."""
+    return {k: int(v) for k, v in data.get("pids", {}).items()}
+
+
+# --- certificates and kubeconfigs --------------------------------------------------------
+
+
+def _b64(path: Path) -> str:
+    """A file's bytes in base64, as kubeconfig *-data fields want them."""
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def build_kubeconfig(name: str, server: str, ca: Path, client: pki.CertPair) -> dict[str, Any]:
+    """A kubeconfig with the CA and client certificate embedded (it stands alone)."""
+    cluster = cluster_name(name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}
+        ],
+        "users": [
+            {
+                "name": cluster,
+                "user": {
+                    "client-certificate-data": _b64(client.cert),
+                    "client-key-data": _b64(client.key),
+                },
+            }
+        ],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": cluster}}],
+        "current-context": cluster,
+    }
+
+
+def _write_kubeconfig(path: Path, config: dict[str, Any]) -> None:
+    """Write a kubeconfig readable by its owner only (it holds a private key)."""
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+# Identities: (kubeconfig owner, certificate CN, O). The controller-manager and scheduler
+# use the users the bootstrap RBAC policy grants; KWOK writes node and pod status of any
+# node, so it is an admin like in kwokctl clusters.
+IDENTITIES: Final = (
+    ("admin", "tenfold-testbed-admin", "system:masters"),
+    ("kube-controller-manager", "system:kube-controller-manager", None),
+    ("kube-scheduler", "system:kube-scheduler", None),
+    ("kwok", "tenfold-testbed-kwok", "system:masters"),
+)
+
+
+def write_credentials(name: str, state: StateDir, server: str) -> None:
+    """Create the CA, serving and client certificates, the SA keys and the kubeconfigs."""
+    state.pki.mkdir(parents=True, exist_ok=True)
+    ca = pki.create_ca(state.pki, f"tenfold-testbed-{name}-ca")
+    sans = ["IP:127.0.0.1", f"IP:{components.KUBERNETES_SERVICE_IP}", "DNS:localhost",
+            "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local"]  # fmt: skip
+    pki.issue_cert(ca, "apiserver", "kube-apiserver", server_sans=sans)
+    # The aggregation layer's own CA, as kubeadm does: the controller-manager and
+    # scheduler read it to authenticate proxied requests, and aggregated APIs need it.
+    front_proxy = pki.create_ca(
+        state.pki, f"tenfold-testbed-{name}-front-proxy-ca", "front-proxy-ca"
+    )
+    pki.issue_cert(front_proxy, "front-proxy-client", components.FRONT_PROXY_CLIENT)
+    pki.create_service_account_keys(state.pki)
+    for owner, common_name, organization in IDENTITIES:
+        client = pki.issue_cert(ca, owner, common_name, organization=organization)
+        path = state.kubeconfig if owner == "admin" else state.component_kubeconfig(owner)
+        _write_kubeconfig(path, build_kubeconfig(name, server, ca.cert, client))
+
+
+def write_kwok_config(binaries: Binaries, state: StateDir) -> None:
+    """Concatenate KWOK's default stages (cached by build.sh) into its --config file."""
+    stages = sorted(binaries.kwok_stages.glob("*.yaml"))
+    if not stages:
+        raise TestbedError(f"no KWOK stages in {binaries.kwok_stages}: run hack/testbed/build.sh")
+    docs = [p.read_text().strip() + "\n" for p in stages]
+    (state.root / "kwok.yaml").write_text("---\n".join(docs))
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+def _log_tail(state: StateDir, component: str, lines: int = 15) -> str:
+    """The last lines of a component's log, to put in an error message."""
+    try:
+        text = (state.logs / f"{component}.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _start(state: StateDir, data: dict[str, Any], component: str, argv: list[str]) -> int:
+    """Spawn one component and record its pid before anything else can fail."""
+    pid = procs.spawn(argv, state.logs / f"{component}.log")
+    data.setdefault("pids", {})[component] = pid
+    _write_state(state, data)
+    return pid
+
+
+def _wait_healthy(state: StateDir, component: str, pid: int, check: Callable[[], bool]) -> None:
+    """Wait for a component's health check; fail at once (with its log) if it exits."""
+
+    def exited() -> str | None:
+        if procs.is_alive(pid):
+            return None
+        return f"{component} exited; {state.logs / component}.log ends with:\n" + _log_tail(
+            state, component
+        )
+
+    health.wait_until(check, f"{component} to be healthy", timeout=START_TIMEOUT, abort=exited)
+
+
+def _health_checks(state: StateDir, ports: components.Ports) -> dict[str, Callable[[], bool]]:
+    """One probe per component: etcd and KWOK over HTTP, the Kubernetes ones over TLS."""
+    admin = health.client_tls(
+        state.pki / "ca.crt", state.pki / "admin.crt", state.pki / "admin.key"
+    )
+    own = health.loopback_self_signed_tls()
+    local = "127.0.0.1"
+    return {
+        "etcd": lambda: health.http_ok(f"http://{local}:{ports.etcd_client}/health"),
+        "kube-apiserver": lambda: health.http_ok(
+            f"https://{local}:{ports.apiserver}/readyz", admin
+        ),
+        "kube-controller-manager": lambda: health.http_ok(
+            f"https://{local}:{ports.controller_manager}/healthz", own
+        ),
+        "kube-scheduler": lambda: health.http_ok(f"https://{local}:{ports.scheduler}/healthz", own),
+        "kwok": lambda: health.http_ok(f"http://{local}:{ports.kwok}/healthz"),
+    }
+
+
+def start_control_plane(
+    binaries: Binaries, state: StateDir, data: dict[str, Any], timings: Timings
+) -> None:
+    """Start etcd, then the apiserver, then the rest together; wait until each is healthy."""
+    ports = components.Ports(**data["ports"])
+    checks = _health_checks(state, ports)
+    argv = {
+        "etcd": components.etcd_args,
+        "kube-apiserver": components.apiserver_args,
+        "kube-controller-manager": components.controller_manager_args,
+        "kube-scheduler": components.scheduler_args,
+        "kwok": components.kwok_args,
+    }
+    # etcd and the apiserver must be up before their clients; the last three only need
+    # the apiserver, so they start side by side.
+    for phase, group in (("etcd", ["etcd"]), ("apiserver", ["kube-apiserver"]),
+                         ("controllers", COMPONENTS[2:])):  # fmt: skip
+        with timings.phase(phase):
+            pids = {c: _start(state, data, c, argv[c](binaries, state, ports)) for c in group}
+            for component, pid in pids.items():
+                _wait_healthy(state, component, pid, checks[component])
+
+
+# --- cluster contents --------------------------------------------------------------------
+
+
+def _create_marker(testbed: Testbed) -> None:
+    """Write the ConfigMap that lets a guard tell this test bed from any other cluster."""
+    marker = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": MARKER_NAME, "namespace": MARKER_NAMESPACE},
+        "data": {"name": testbed.name, "token": testbed.token},
+    }
+    testbed.kubectl("apply", "-f", "-", input=json.dumps(marker))
+
+
+def _nodes_ready(testbed: Testbed, expected: int) -> bool:
+    """Whether all expected test-bed nodes report Ready and carry no taint.
+
+    The node-lifecycle controller taints a node not-ready until its Ready condition is
+    seen; pods can only schedule once the taint is gone.
+    """
+    proc = testbed.kubectl("get", "nodes", "-l", f"{TESTBED_LABEL}=true", "-o", "json", check=False)
+    if proc.returncode != 0:
+        return False
+    ready = [
+        node
+        for node in json.loads(proc.stdout)["items"]
+        if not node["spec"].get("taints")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
+    ]
+    return len(ready) == expected
+
+
+def create_nodes(testbed: Testbed) -> None:
+    """Create the fake nodes and wait until KWOK has made them Ready."""
+    nodes = build_nodes(load_pools())
+    manifest = {"apiVersion": "v1", "kind": "List", "items": nodes}
+    testbed.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    health.wait_until(
+        lambda: _nodes_ready(testbed, len(nodes)),
+        f"{len(nodes)} nodes to be Ready",
+        timeout=START_TIMEOUT,
+        interval=0.5,
+    )
+
+
+def _wait_default_service_account(testbed: Testbed) -> None:
+    """Wait for the controller-manager to create default/default: pods need it."""
+    health.wait_until(
+        lambda: testbed.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+        "the default ServiceAccount",
+        timeout=START_TIMEOUT,
+        interval=0.5,
+    )
+
+
+# --- up / down / status ------------------------------------------------------------------
+
+
+def _testbed(name: str, state: StateDir, data: dict[str, Any]) -> Testbed:
+    """The Testbed handle described by a state record."""
+    versions = Versions(**data["versions"])
+    return Testbed(
+        name=name,
+        state=state,
+        versions=versions,
+        binaries=Binaries.for_versions(versions),
+        server=data["server"],
+        token=data["token"],
+    )
+
+
+def _new_state(name: str, versions: Versions) -> dict[str, Any]:
+    """Fresh state: free ports, the server URL and the marker token."""
+    ports = components.Ports(*(procs.free_port() for _ in range(6)))
+    return {
+        "name": name,
+        "versions": asdict(versions),
+        "ports": ports.as_dict(),
+        "server": f"https://127.0.0.1:{ports.apiserver}",
+        "token": secrets.token_hex(16),
+        "pids": {},
+    }
+
+
+def is_up(name: str = DEFAULT_NAME) -> bool:
+    """Whether the named test bed's processes all run and its apiserver is ready."""
+    state = StateDir.named(name)
+    data = _read_state(state)
+    if data is None:
+        return False
+    pids = _pids(data)
+    marker = str(state.root)
+    if set(pids) != set(COMPONENTS) or not all(procs.is_ours(p, marker) for p in pids.values()):
+        return False
+    return _health_checks(state, components.Ports(**data["ports"]))["kube-apiserver"]()
+
+
+def load(name: str = DEFAULT_NAME) -> Testbed:
+    """The running test bed called name; raise TestbedError when it is not up."""
+    state = StateDir.named(name)
+    data = _read_state(state)
+    if data is None or not is_up(name):
+        raise TestbedError(f"test bed {name!r} is not up: python -m tenfold.testbed up")
+    return _testbed(name, state, data)
+
+
+def up(name: str = DEFAULT_NAME, log: Log = print) -> Testbed:
+    """Start the test bed (building binaries first if needed) and wait until it is usable.
+
+    An already running test bed is reused; a broken leftover one is stopped and removed.
+    """
+    start = time.monotonic()
+    versions = load_versions()
+    binaries = ensure_built(versions, log)
+    state = StateDir.named(name)
+    if is_up(name):
+        log(f"test bed {name!r} is already up ({state.kubeconfig})")
+        return load(name)
+    if state.root.exists():
+        down(name, log=lambda _: None)
+    for folder in (state.root, state.logs, state.etcd_data):
+        folder.mkdir(parents=True, exist_ok=True)
+    for folder in (state.root, state.etcd_data):
+        folder.chmod(0o700)
+    data = _new_state(name, versions)
+    _write_state(state, data)
+    timings = Timings()
+    try:
+        with timings.phase("certs"):
+            write_credentials(name, state, data["server"])
+            write_kwok_config(binaries, state)
+        start_control_plane(binaries, state, data, timings)
+        testbed = _testbed(name, state, data)
+        with timings.phase("nodes"):
+            _create_marker(testbed)
+            create_nodes(testbed)
+            _wait_default_service_account(testbed)
+    except BaseException:
+        # Stop what started but keep the folder: its logs say what went wrong.
+        procs.stop(list(_pids(data).values()), marker=str(state.root))
+        log(f"test bed {name!r} failed to start; logs in {state.logs}")
+        raise
+    log(f"test bed {name!r} up in {time.monotonic() - start:.1f}s ({timings}): {data['server']}")
+    log(f"export KUBECONFIG={state.kubeconfig}")
+    return testbed
+
+
+def down(name: str = DEFAULT_NAME, log: Log = print) -> None:
+    """Stop every process of the test bed (SIGTERM, then SIGKILL) and remove its state."""
+    start = time.monotonic()
+    state = StateDir.named(name)
+    data = _read_state(state) or {}
+    pids = _pids(data)
+    marker = str(state.root)
+    # Clients first, then the apiserver, then etcd: nobody loses its server mid-write.
+    procs.stop([pids[c] for c in COMPONENTS[2:] if c in pids], marker)
+    for component in ("kube-apiserver", "etcd"):
+        if component in pids:
+            procs.stop([pids[component]], marker)
+    shutil.rmtree(state.root, ignore_errors=True)
+    log(f"test bed {name!r} down in {time.monotonic() - start:.1f}s")
+
+
+def status(name: str = DEFAULT_NAME) -> dict[str, Any]:
+    """Per-component pid and liveness, the server URL and apiserver readiness."""
+    state = StateDir.named(name)
+    data = _read_state(state)
+    if data is None:
+        return {"name": name, "up": False, "components": {}}
+    marker = str(state.root)
+    pids = _pids(data)
+    return {
+        "name": name,
+        "up": is_up(name),
+        "server": data["server"],
+        "kubeconfig": str(state.kubeconfig),
+        "versions": data["versions"],
+        "components": {c: {"pid": p, "running": procs.is_ours(p, marker)} for c, p in pids.items()},
+    }
+
+
+# --- guard -------------------------------------------------------------------------------
+
+
+def _is_loopback(server: str) -> bool:
+    """Whether a server URL names this machine."""
+    host = urlsplit(server).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def assert_is_testbed(testbed: Testbed, kubeconfig: Path | str) -> None:
+    """Refuse any kubeconfig that does not reach this test bed and only this test bed.
+
+    Three independent checks, so that a stray KUBECONFIG can never point destructive
+    tests at a real cluster: the file lives in the test bed's state folder, its current
+    cluster is the test bed's, on loopback; and the cluster holds the marker ConfigMap
+    with the token this test bed wrote at `up`.
+    """
+    path = Path(kubeconfig).resolve()
+    if not path.is_relative_to(testbed.state.root.resolve()):
+        raise TestbedError(f"kubeconfig {path} is not the test bed's ({testbed.state.root})")
+    config = yaml.safe_load(path.read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    cluster_ref = context["context"]["cluster"]
+    cluster = next(c for c in config["clusters"] if c["name"] == cluster_ref)
+    server = cluster["cluster"]["server"]
+    if cluster_ref != testbed.cluster_name or not _is_loopback(server):
+        raise TestbedError(f"kubeconfig {path} points at {cluster_ref} {server}, not the test bed")
+    token = run_kubectl(
+        testbed.binaries.kubectl, path, "get", "configmap", MARKER_NAME,
+        "-n", MARKER_NAMESPACE, "-o", "jsonpath={.data.token}", check=False,
+    ).stdout  # fmt: skip
+    if token != testbed.token:
+        raise TestbedError(f"{server} lacks the test bed's marker ConfigMap: another cluster?")
