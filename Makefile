@@ -23,6 +23,7 @@ lint: ## ruff (lint + format check) and mypy on the operator package
 crds: ## regenerate crds/ and docs/api.md from the pydantic API models
 	$(VENV)/bin/tenfold crd > crds/serving.tenfold.dev_inferenceservices.yaml
 	$(VENV)/bin/tenfold crd --reference > docs/api.md
+	bash hack/manifests.sh
 
 chart: ## lint the Helm chart and regenerate manifests/ from it
 	bash hack/manifests.sh

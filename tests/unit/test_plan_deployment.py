@@ -138,6 +138,7 @@ def test_triton_container_defaults() -> None:
         "--allow-metrics=true",
         "--model-control-mode=none",
         "--strict-readiness=true",
+        "--metrics-config=summary_latencies=true",
     ]
     ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}

@@ -29,3 +29,5 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8
     settings.batching.error_delays = (1, 2, 5, 10, 30)
+    # A deletion waits for running timers to notice it; kopf's default check is every 60 s.
+    settings.background.cancellation_polling = 1

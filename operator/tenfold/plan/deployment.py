@@ -57,6 +57,8 @@ TRITON_BASE_ARGS = (
     "--allow-metrics=true",
     "--model-control-mode=none",
     "--strict-readiness=true",
+    # Request-latency quantiles, so the autoscaler and dashboards read p95 directly.
+    "--metrics-config=summary_latencies=true",
 )
 RUNTIME_ENV = (
     # Weights come from the model source only; never reach the Hugging Face Hub.

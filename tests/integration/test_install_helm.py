@@ -1,0 +1,319 @@
+"""`helm install` on the test bed: objects, least-privilege RBAC that is enough, uninstall.
+
+KWOK fakes the operator's pod, so the operator itself runs here as a local subprocess that
+authenticates as the chart's ServiceAccount: whatever it manages to do, the chart allows.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tenfold import testbed as tb
+from tenfold.testbed import Kubectl, load_versions
+from tenfold.testbed.health import wait_until
+from tenfold.testbed.layout import Binaries
+from tests.integration.operator_support import (
+    OPERATOR_START_TIMEOUT,
+    REPO_ROOT,
+    OperatorProcess,
+    apply_manifest,
+    get_json,
+    load_manifest,
+    wait_for,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.integration
+
+# kopf polls a timer that is mid-run at deletion only every
+# settings.background.cancellation_polling seconds (60 by default), so a deletion that lands
+# during a status refresh takes up to a minute to clear the finalizer.
+DELETE_TIMEOUT = 90
+
+CHART = REPO_ROOT / "charts" / "tenfold"
+MINILM = REPO_ROOT / "examples" / "minilm-cpu.yaml"
+CRD = "customresourcedefinition/inferenceservices.serving.tenfold.dev"
+# A CPU price the catalog does not have, so the status proves the price ConfigMap was read.
+CPU_PRICE = 0.05
+OPERATOR_DENIED = ("Traceback", "Forbidden", "forbidden", "Not enough permissions")
+
+
+def helm_binary() -> Path:
+    """The pinned helm (no running test bed needed)."""
+    return Binaries.for_versions(load_versions()).helm
+
+
+def helm(*args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 180):
+    """Run helm; raise with its output when it fails and check is set."""
+    argv = [str(helm_binary()), *args]
+    if kubeconfig:
+        argv.append(f"--kubeconfig={kubeconfig}")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@dataclass(frozen=True)
+class Release:
+    """One installed release of the chart."""
+
+    name: str
+    namespace: str
+
+    @property
+    def fullname(self) -> str:
+        """Prefix of the release's object names (release name + chart name)."""
+        return f"{self.name}-tenfold"
+
+    @property
+    def user(self) -> str:
+        """The ServiceAccount as an RBAC user name."""
+        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
+
+
+def install(testbed: tb.Testbed, kubectl: Kubectl, *values: str) -> Release:
+    """Install the chart (--set values) into a new namespace that enforces `restricted`."""
+    name = f"tf-{secrets.token_hex(3)}"
+    release = Release(name, f"install-{name}")
+    labels = {"tenfold.dev/test": "true", "pod-security.kubernetes.io/enforce": "restricted"}
+    namespace = {"apiVersion": "v1", "kind": "Namespace"}
+    namespace["metadata"] = {"name": release.namespace, "labels": labels}
+    kubectl("create", "-f", "-", input=json.dumps(namespace))
+    sets = [arg for value in values for arg in ("--set", value)]
+    helm("install", release.name, str(CHART), "-n", release.namespace, *sets,
+         "--wait", "--timeout=120s", kubeconfig=testbed.kubeconfig)  # fmt: skip
+    return release
+
+
+def uninstall(testbed: tb.Testbed, kubectl: Kubectl, release: Release) -> None:
+    """Uninstall (if still installed) and drop the release's namespace."""
+    helm("uninstall", release.name, "-n", release.namespace, "--wait",
+         kubeconfig=testbed.kubeconfig, check=False)  # fmt: skip
+    kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
+
+
+def test_helm_lint_and_template():
+    helm("lint", "--strict", str(CHART))
+    values = ["replicaCount=2", "serviceMonitor.enabled=true", "grafanaDashboard.enabled=true",
+              "prices.T4=0.35"]  # fmt: skip
+    sets = [arg for value in values for arg in ("--set", value)]
+    rendered = helm("template", "ha", str(CHART), "--namespace", "ops", *sets).stdout
+    documents = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered) if d}
+    assert ("ClusterKopfPeering", "ha-tenfold") in documents
+    assert ("ServiceMonitor", "ha-tenfold") in documents
+    assert documents[("ConfigMap", "ha-tenfold-gpu-prices")]["data"] == {"T4": "0.35"}
+    dashboard = json.loads(documents[("ConfigMap", "ha-tenfold-dashboard")]["data"]["tenfold.json"])
+    assert len(dashboard["panels"]) == 7
+    container = documents[("Deployment", "ha-tenfold")]["spec"]["template"]["spec"]["containers"][0]
+    assert "--peering=ha-tenfold" in container["args"]
+    assert "--standalone" not in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TENFOLD_NAMESPACE"] == "ops"
+    assert env["TENFOLD_PRICES_CONFIGMAP"] == "ha-tenfold-gpu-prices"
+
+
+@pytest.fixture(scope="module")
+def release(testbed: tb.Testbed, kubectl: Kubectl) -> Iterator[Release]:
+    """The chart with its defaults (one standalone replica) and a CPU price."""
+    installed = install(testbed, kubectl, f"prices.cpu={CPU_PRICE}")
+    yield installed
+    uninstall(testbed, kubectl, installed)
+
+
+def test_install_creates_the_operator_and_its_rbac(release: Release, kubectl: Kubectl):
+    ns, name = release.namespace, release.fullname
+    kubectl("wait", "-n", ns, "--for=condition=Available", "--timeout=90s", f"deployment/{name}")
+    for kind in ("serviceaccount", "role", "rolebinding", "service"):
+        get_json(kubectl, ns, kind, name)
+    for kind in ("clusterrole", "clusterrolebinding"):
+        kubectl("get", kind, name)
+    kubectl("get", CRD)
+    prices = get_json(kubectl, ns, "configmap", f"{name}-gpu-prices")
+    assert prices["data"] == {"cpu": str(CPU_PRICE)}
+    pod_spec = get_json(kubectl, ns, "deployment", name)["spec"]["template"]["spec"]
+    assert "--standalone" in pod_spec["containers"][0]["args"]
+    # The namespace enforces `restricted`: a pod exists only if the profile admitted it.
+    pods = json.loads(kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Running"]
+
+
+def _can_i(kubectl: Kubectl, release: Release, *args: str) -> bool:
+    result = kubectl("auth", "can-i", *args, f"--as={release.user}", check=False)
+    return result.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("get", "secrets", "--all-namespaces"),
+        ("list", "secrets", "--all-namespaces"),
+        ("update", "nodes"),
+        ("patch", "nodes"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("delete", "inferenceservices.serving.tenfold.dev", "--all-namespaces"),
+        ("create", "pods", "--all-namespaces"),
+        ("patch", "clusterkopfpeerings.kopf.dev"),
+        ("*", "*", "--all-namespaces"),
+    ],
+)
+def test_service_account_cannot(release: Release, kubectl: Kubectl, args: tuple[str, ...]):
+    assert not _can_i(kubectl, release, *args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("patch", "inferenceservices.serving.tenfold.dev", "--subresource=scale", "-A"),
+        ("patch", "inferenceservices.serving.tenfold.dev", "--subresource=status", "-A"),
+        ("watch", "inferenceservices.serving.tenfold.dev", "-A"),
+        ("patch", "deployments.apps", "-A"),
+        ("delete", "poddisruptionbudgets.policy", "-A"),
+        ("create", "events", "-A"),
+    ],
+)
+def test_service_account_can(release: Release, kubectl: Kubectl, args: tuple[str, ...]):
+    assert _can_i(kubectl, release, *args)
+
+
+def test_service_account_reads_the_price_configmap(release: Release, kubectl: Kubectl):
+    prices = f"configmap/{release.fullname}-gpu-prices"
+    assert _can_i(kubectl, release, "get", prices, "-n", release.namespace)
+
+
+def service_account_kubeconfig(
+    kubectl: Kubectl, testbed: tb.Testbed, release: Release, path: Path
+) -> Path:
+    """A kubeconfig for the test bed whose user is the release's ServiceAccount (a token)."""
+    token = kubectl(
+        "create", "token", release.fullname, "-n", release.namespace, "--duration=1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(testbed.kubeconfig.read_text())
+    cluster = next(c for c in admin["clusters"] if c["name"] == testbed.cluster_name)
+    context = {"cluster": cluster["name"], "user": "operator"}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": context}],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    whoami = kubectl("auth", "whoami", f"--kubeconfig={path}", "-o", "json").stdout
+    assert json.loads(whoami)["status"]["userInfo"]["username"] == release.user
+    return path
+
+
+def operator_env(kubeconfig: Path, release: Release) -> dict[str, str]:
+    """What the chart's Deployment sets, with the ServiceAccount's kubeconfig."""
+    return {
+        "KUBECONFIG": str(kubeconfig),
+        "TENFOLD_NAMESPACE": release.namespace,
+        "TENFOLD_PRICES_CONFIGMAP": f"{release.fullname}-gpu-prices",
+    }
+
+
+def serve_minilm(kubectl: Kubectl, namespace: str) -> dict:
+    """Apply the MiniLM example, wait for Ready, delete it (while the operator runs)."""
+    apply_manifest(kubectl, namespace, load_manifest(MINILM))
+    service = wait_ready(kubectl, namespace, "minilm", timeout=120)
+    kubectl("delete", "-n", namespace, "inferenceservice", "minilm", f"--timeout={DELETE_TIMEOUT}s")
+    return service
+
+
+def assert_never_denied(output: str) -> None:
+    """No traceback, no 403, no kopf fallback for missing permissions."""
+    for word in OPERATOR_DENIED:
+        assert word not in output, output[-6000:]
+
+
+def test_operator_serves_with_only_the_charts_permissions(
+    release: Release, testbed: tb.Testbed, kubectl: Kubectl, namespace: str, tmp_path: Path
+):
+    kubeconfig = service_account_kubeconfig(kubectl, testbed, release, tmp_path / "sa.yaml")
+    env = operator_env(kubeconfig, release)
+    operator = OperatorProcess(tmp_path / "operator.log", env=env).start()
+    try:
+        service = serve_minilm(kubectl, namespace)
+    finally:
+        operator.stop()
+    # 2 vCPU at the chart's cpu price, one replica: the price ConfigMap was readable.
+    assert service["status"]["costPerHour"] == pytest.approx(2 * CPU_PRICE)
+    assert_never_denied(operator.log_text())
+
+
+class PeeringOperator(OperatorProcess):
+    """`tenfold run --peering=NAME`, as the chart runs more than one replica."""
+
+    def __init__(self, log_path: Path, env: dict[str, str], peering: str):
+        super().__init__(log_path, env)
+        self.peering = peering
+
+    def start(self) -> PeeringOperator:
+        """Start with peering instead of --standalone; wait for the liveness endpoint."""
+        liveness = f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz"
+        command = [sys.executable, "-m", "tenfold.cli", "run", f"--peering={self.peering}"]
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [*command, liveness],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+                start_new_session=True,
+            )
+        wait_until(self._alive, "the operator's liveness endpoint",
+                   timeout=OPERATOR_START_TIMEOUT, interval=0.3)  # fmt: skip
+        return self
+
+
+def test_replicated_operator_peers_with_only_the_charts_permissions(
+    testbed: tb.Testbed, kubectl: Kubectl, namespace: str, tmp_path: Path
+):
+    ha = install(testbed, kubectl, "replicaCount=2")
+    try:
+        kubeconfig = service_account_kubeconfig(kubectl, testbed, ha, tmp_path / "sa.yaml")
+        env = {**operator_env(kubeconfig, ha), "POD_ID": "peer-under-test"}
+        operator = PeeringOperator(tmp_path / "operator.log", env, ha.fullname).start()
+        try:
+            serve_minilm(kubectl, namespace)
+            peering = json.loads(
+                kubectl("get", "clusterkopfpeering", ha.fullname, "-o", "json").stdout
+            )
+            assert "peer-under-test" in (peering.get("status") or {})
+        finally:
+            operator.stop()
+        assert_never_denied(operator.log_text())
+    finally:
+        uninstall(testbed, kubectl, ha)
+
+
+def test_uninstall_keeps_the_crd_and_the_users_services(
+    release: Release, testbed: tb.Testbed, kubectl: Kubectl, namespace: str
+):
+    # No operator runs here, so the service carries no finalizer and is just stored data.
+    apply_manifest(kubectl, namespace, load_manifest(MINILM))
+    helm("uninstall", release.name, "-n", release.namespace, "--wait",
+         kubeconfig=testbed.kubeconfig)  # fmt: skip
+    wait_for(
+        lambda: kubectl("get", "deployment", release.fullname, "-n", release.namespace,
+                        check=False).returncode != 0,
+        "the operator Deployment to go",
+    )  # fmt: skip
+    for kind in ("clusterrole", "clusterrolebinding", "role", "serviceaccount"):
+        found = kubectl("get", kind, release.fullname, "-n", release.namespace, check=False)
+        assert found.returncode != 0, f"{kind} survived the uninstall"
+    kubectl("get", CRD)
+    kubectl("get", "-n", namespace, "inferenceservice", "minilm")
