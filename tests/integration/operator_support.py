@@ -40,6 +40,8 @@ class OperatorProcess:
         self._env = {
             **os.environ,
             "TENFOLD_TICK_SECONDS": "1",
+            # Several operators run side by side in the tests: each gets its own port.
+            "TENFOLD_METRICS_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
@@ -88,6 +90,11 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
+
+    @property
+    def metrics_url(self) -> str:
+        """The operator's Prometheus endpoint."""
+        return f"http://127.0.0.1:{self._env['TENFOLD_METRICS_PORT']}/metrics"
 
     def log_text(self) -> str:
         """Everything the operator printed so far."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,6 +155,9 @@ def test_create_makes_children_that_run_and_report_ready(
         assert "nvidia.com/gpu.product" not in node_labels(kubectl, pod["spec"]["nodeName"])
     assert service["status"]["selector"]
     assert service["status"]["endpoints"]["http"].endswith(":8080")
+    exported = urllib.request.urlopen(quiet_operator.metrics_url, timeout=10).read().decode()
+    cost = f'tenfold_service_cost_per_hour_usd{{name="minilm",namespace="{namespace}"}}'
+    assert f"{cost} {service['status']['costPerHour']}" in exported
 
 
 def test_pods_land_on_the_requested_gpu_type(

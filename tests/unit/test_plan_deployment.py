@@ -112,7 +112,7 @@ def test_prepare_init_container() -> None:
         "--spec",
         "/etc/tenfold/prepare.json",
     ]
-    assert prepare["image"] == "tenfold/runtime:24.10-py3"
+    assert prepare["image"] == "tenfold/runtime:0.1.0"
     mounts = {m["mountPath"]: m["name"] for m in prepare["volumeMounts"]}
     assert mounts["/etc/tenfold"] == "config"
     assert mounts["/models"] == "models"
@@ -307,3 +307,13 @@ def test_replicas_spread_over_nodes() -> None:
             "app.kubernetes.io/instance": "embed",
         }
     }
+
+
+def test_unset_image_uses_the_operators_default() -> None:
+    assert runtime_image(make_spec(), "example/runtime:1.2.3") == "example/runtime:1.2.3"
+    deployment = build_deployment(
+        "embed", "ns", make_spec(), replicas=1, default_image="example/runtime:1.2.3"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    images = {c["image"] for c in pod["initContainers"] + pod["containers"]}
+    assert images == {"example/runtime:1.2.3"}

@@ -79,8 +79,10 @@ class ModelSpec(ApiModel):
 class RuntimeSpec(ApiModel):
     """The Triton server that runs the model."""
 
-    image: ShortText = Field(
-        "tenfold/runtime", description="Serving image: Triton plus tenfold-runtime."
+    image: ShortText | None = Field(
+        None,
+        description="Serving image (Triton plus tenfold-runtime); without a tag it gets "
+        "<tritonVersion>-py3. Unset: the operator's default (the Helm chart's runtimeImage).",
     )
     triton_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}\.[0-9]{2}$")] = Field(
         "24.10", description="Triton release (YY.MM); the image tag is <version>-py3."

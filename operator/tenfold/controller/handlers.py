@@ -11,6 +11,7 @@ import kopf
 
 from tenfold import constants
 from tenfold.controller import handling
+from tenfold.controller.metrics import serve as serve_metrics
 from tenfold.controller.reconcile import OperatorConfig
 from tenfold.controller.settings import configure
 
@@ -20,8 +21,9 @@ CONFIG = OperatorConfig.from_env()
 
 @kopf.on.startup(id="configure")
 def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Apply tenfold's kopf settings."""
+    """Apply tenfold's kopf settings and serve the operator's metrics."""
     configure(settings)
+    serve_metrics()
 
 
 @kopf.on.resume(*RESOURCE, id="apply-plan-resume")
@@ -36,3 +38,9 @@ def on_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 async def on_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Report what the children are doing, every tick."""
     await handling.refresh_status(body, patch, CONFIG)
+
+
+@kopf.on.delete(*RESOURCE, id="forget-metrics", optional=True)
+def on_delete(namespace: str, name: str, **_: Any) -> None:
+    """Drop the deleted service's metric series (optional: adds no finalizer)."""
+    handling.forget_service(namespace, name)

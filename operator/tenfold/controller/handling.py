@@ -10,6 +10,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from tenfold.api.resource import InvalidSpecError
+from tenfold.controller import metrics
 from tenfold.controller import reconcile as rc
 from tenfold.controller.apply import MissingApiError
 
@@ -31,15 +32,19 @@ def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: rc.Operato
     try:
         service = rc.parse_body(body)
     except InvalidSpecError as invalid:
+        metrics.RECONCILES.labels("invalid").inc()
         patch.status.update(rc.invalid_status(str(invalid), previous, generation))
         raise kopf.PermanentError(str(invalid)) from None
     try:
         settled = rc.reconcile(service, config)
     except ApiException as error:
+        metrics.RECONCILES.labels("retry").inc()
         raise _retry_for(error) from error
     except MissingApiError as missing:
+        metrics.RECONCILES.labels("retry").inc()
         patch.status.update(rc.invalid_status(str(missing), previous, generation))
         raise kopf.TemporaryError(str(missing), delay=MISSING_API_RETRY_SECONDS) from None
+    metrics.RECONCILES.labels("applied").inc()
     patch.status.update(rc.changed_fields(previous, settled))
 
 
@@ -56,4 +61,12 @@ async def refresh_status(
         current = await asyncio.to_thread(rc.observed_status, service, previous, config)
     except ApiException as error:
         raise _retry_for(error) from error
+    metrics.record_status(
+        service.namespace, service.name, {**previous, **current}, service.spec.budget.hourly_cap()
+    )
     patch.status.update(rc.changed_fields(previous, current))
+
+
+def forget_service(namespace: str, name: str) -> None:
+    """A service is gone: drop its metric series."""
+    metrics.forget(namespace, name)

@@ -20,7 +20,7 @@ from tenfold.api.spec import InferenceServiceSpec
 from tenfold.api.status import ConditionType
 from tenfold.controller import apply, observe
 from tenfold.controller import status as status_rules
-from tenfold.plan import build_plan, pod_selector
+from tenfold.plan import DEFAULT_RUNTIME_IMAGE, build_plan, pod_selector
 
 HOURS_PER_MONTH = 730
 
@@ -32,6 +32,7 @@ class OperatorConfig:
     namespace: str
     prices_configmap: str
     tick_seconds: float
+    runtime_image: str
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -40,6 +41,7 @@ class OperatorConfig:
             namespace=os.environ.get("TENFOLD_NAMESPACE", "tenfold-system"),
             prices_configmap=os.environ.get("TENFOLD_PRICES_CONFIGMAP", "tenfold-gpu-prices"),
             tick_seconds=float(os.environ.get("TENFOLD_TICK_SECONDS", "5")),
+            runtime_image=os.environ.get("TENFOLD_RUNTIME_IMAGE", DEFAULT_RUNTIME_IMAGE),
         )
 
 
@@ -117,6 +119,7 @@ def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, An
         replicas=replicas,
         uid=service.uid,
         catalog=catalog,
+        default_image=config.runtime_image,
     )
     apply.apply_objects(objects)
     apply.prune_children(service.name, service.namespace, objects)

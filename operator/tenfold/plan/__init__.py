@@ -10,7 +10,7 @@ from typing import Any
 from tenfold.api.catalog import GpuCatalog, load_catalog
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.plan.configmap import build_config_data, build_config_map, config_hash
-from tenfold.plan.deployment import build_deployment
+from tenfold.plan.deployment import DEFAULT_RUNTIME_IMAGE, build_deployment
 from tenfold.plan.labels import pod_selector, with_owner
 from tenfold.plan.pdb import build_pdb
 from tenfold.plan.redis import build_redis_service, build_redis_statefulset, wants_managed_redis
@@ -20,6 +20,7 @@ from tenfold.plan.service_monitor import build_service_monitor
 from tenfold.plan.triton_config import build_prepare_spec, build_triton_config
 
 __all__ = [
+    "DEFAULT_RUNTIME_IMAGE",
     "build_config_data",
     "build_plan",
     "build_prepare_spec",
@@ -38,6 +39,7 @@ def build_plan(
     replicas: int,
     uid: str | None = None,
     catalog: GpuCatalog | None = None,
+    default_image: str = DEFAULT_RUNTIME_IMAGE,
 ) -> list[dict[str, Any]]:
     """Every object of InferenceService `name`, in apply order.
 
@@ -62,6 +64,7 @@ def build_plan(
             replicas=replicas,
             catalog=catalog,
             hash_of_config=config_hash(config_map["data"]),
+            default_image=default_image,
         ),
         build_pdb(name, namespace, spec),
     ]

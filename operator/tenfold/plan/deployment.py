@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tenfold import __version__
 from tenfold.api.catalog import CPU, GpuCatalog, load_catalog
 from tenfold.api.enums import CacheMode
 from tenfold.api.sidecar import SidecarSettings
@@ -49,6 +50,8 @@ _MI = 1024 * 1024
 # The sidecar's own footprint besides its in-memory LRU.
 _SIDECAR_OVERHEAD_BYTES = 128 * _MI
 
+# The runtime image built from Dockerfile.runtime at this version; the chart overrides it.
+DEFAULT_RUNTIME_IMAGE = f"tenfold/runtime:{__version__}"
 TRITON_BASE_ARGS = (
     f"--model-repository={MODEL_REPOSITORY_PATH}",
     f"--http-port={TRITON_HTTP_PORT}",
@@ -68,9 +71,12 @@ RUNTIME_ENV = (
 )
 
 
-def runtime_image(spec: InferenceServiceSpec) -> str:
-    """The serving image: `<runtime.image>:<tritonVersion>-py3` unless the image has a tag."""
+def runtime_image(spec: InferenceServiceSpec, default_image: str = DEFAULT_RUNTIME_IMAGE) -> str:
+    """The serving image: the spec's (`<image>:<tritonVersion>-py3` unless it has a tag or a
+    digest), else the operator's default as given."""
     image = spec.runtime.image
+    if image is None:
+        return default_image
     last_segment = image.rsplit("/", 1)[-1]
     if "@" in image or ":" in last_segment:
         return image
@@ -108,8 +114,12 @@ def build_deployment(
     replicas: int,
     catalog: GpuCatalog | None = None,
     hash_of_config: str | None = None,
+    default_image: str = DEFAULT_RUNTIME_IMAGE,
 ) -> dict[str, Any]:
-    """The Deployment `<name>` running Triton; `hash_of_config` defaults to the spec's."""
+    """The Deployment `<name>` running Triton; `hash_of_config` defaults to the spec's.
+
+    `default_image` serves services that name no image (the operator's TENFOLD_RUNTIME_IMAGE).
+    """
     labels = common_labels(name, spec)
     digest = hash_of_config or config_hash(build_config_data(name, spec))
     annotations = {
@@ -132,24 +142,28 @@ def build_deployment(
             },
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": annotations},
-                "spec": build_pod_spec(name, spec, catalog or load_catalog()),
+                "spec": build_pod_spec(
+                    name, spec, catalog or load_catalog(), runtime_image(spec, default_image)
+                ),
             },
         },
     }
 
 
-def build_pod_spec(name: str, spec: InferenceServiceSpec, catalog: GpuCatalog) -> dict[str, Any]:
+def build_pod_spec(
+    name: str, spec: InferenceServiceSpec, catalog: GpuCatalog, image: str
+) -> dict[str, Any]:
     """The pod: init `prepare`, `triton`, optional `cache`, placement and security."""
-    containers = [_triton_container(spec)]
+    containers = [_triton_container(spec, image)]
     if spec.cache.mode is not CacheMode.NONE:
-        containers.append(_cache_container(name, spec))
+        containers.append(_cache_container(name, spec, image))
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         # Service env vars are unused and grow with every Service in the namespace.
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "initContainers": [_prepare_container(spec)],
+        "initContainers": [_prepare_container(spec, image)],
         "containers": containers,
         "volumes": _volumes(name, spec),
         "topologySpreadConstraints": [spread_constraint(name)],
@@ -233,7 +247,7 @@ def runtime_resources(spec: InferenceServiceSpec) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _prepare_container(spec: InferenceServiceSpec) -> dict[str, Any]:
+def _prepare_container(spec: InferenceServiceSpec, image: str) -> dict[str, Any]:
     mounts = [
         {"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT_PATH, "readOnly": True},
         {"name": MODELS_VOLUME, "mountPath": MODEL_REPOSITORY_PATH},
@@ -243,7 +257,7 @@ def _prepare_container(spec: InferenceServiceSpec) -> dict[str, Any]:
         mounts.append({"name": SOURCE_VOLUME, "mountPath": SOURCE_MOUNT_PATH, "readOnly": True})
     return {
         "name": "prepare",
-        "image": runtime_image(spec),
+        "image": image,
         "command": ["tenfold-runtime", "prepare", "--spec", PREPARE_SPEC_PATH],
         # Success writes its JSON report to the termination log (read into status); a crash
         # leaves that empty, and then the log tail tells `kubectl describe` why.
@@ -266,10 +280,10 @@ def _http_probe(path: str, port: str, period: int, failures: int) -> dict[str, A
     }
 
 
-def _triton_container(spec: InferenceServiceSpec) -> dict[str, Any]:
+def _triton_container(spec: InferenceServiceSpec, image: str) -> dict[str, Any]:
     return {
         "name": "triton",
-        "image": runtime_image(spec),
+        "image": image,
         "command": triton_command(spec),
         "env": [dict(e) for e in RUNTIME_ENV],
         "ports": [
@@ -293,13 +307,13 @@ def _triton_container(spec: InferenceServiceSpec) -> dict[str, Any]:
     }
 
 
-def _cache_container(name: str, spec: InferenceServiceSpec) -> dict[str, Any]:
+def _cache_container(name: str, spec: InferenceServiceSpec, image: str) -> dict[str, Any]:
     settings = sidecar_settings(name, spec)
     held = spec.cache.max_bytes if spec.cache.mode is CacheMode.MEMORY else 0
     memory = f"{(held + _SIDECAR_OVERHEAD_BYTES + _MI - 1) // _MI}Mi"
     return {
         "name": "cache",
-        "image": runtime_image(spec),
+        "image": image,
         "command": ["tenfold-runtime", "cache", *settings.to_args()],
         "ports": [
             {"name": "cache-http", "containerPort": CACHE_HTTP_PORT, "protocol": "TCP"},
