@@ -1,0 +1,1 @@
+"""Autoscaling: Prometheus signals, a pure policy, the budget clamp and the scale actuator."""

@@ -1,0 +1,271 @@
+"""The autoscaler's tick: shared signals, per-service decision, actuation, status patch.
+
+The controller's `@kopf.timer` calls `autoscale_tick` for each InferenceService every
+`tick_seconds`. All services share one `SignalCache`, so Prometheus sees one round of queries
+per tick however many services there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kubernetes import client
+
+from tenfold.api.catalog import GpuCatalog, load_catalog
+from tenfold.api.enums import AutoscalingMode
+from tenfold.api.spec import InferenceServiceSpec
+from tenfold.autoscale.actuator import apply_scale
+from tenfold.autoscale.budget import max_affordable_replicas, replica_cost
+from tenfold.autoscale.policy import History, PolicyParams, decide
+from tenfold.autoscale.signals import (
+    PrometheusSignalSource,
+    ServiceKey,
+    ServiceSignals,
+    SignalsUnavailableError,
+    availability,
+)
+from tenfold.autoscale.status import Costs, Event, build_events, build_status_patch
+
+# Through real Triton on the 2-core development machine, MiniLM (Python backend, 5 ms
+# batching window) served 288 req/s at concurrency 16 per replica (docs/ARCHITECTURE.md).
+DEFAULT_CAPACITY_PER_REPLICA = 288.0
+
+Emit = Callable[[str, str, str], None]
+"""emit(type, reason, message): posts a Kubernetes Event on the InferenceService."""
+Scale = Callable[[str, str, int], Awaitable[None]]
+"""scale(namespace, name, replicas): writes replicas through the scale subresource."""
+
+
+@dataclass(frozen=True)
+class AutoscaleSettings:
+    """Every autoscaler setting, read from the environment in one place."""
+
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    tick_seconds: float = 5.0
+    max_signal_age_seconds: float = 30.0
+    rate_window: str = "15s"
+    query_timeout_seconds: float = 3.0
+    capacity_per_replica: float = DEFAULT_CAPACITY_PER_REPLICA
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> AutoscaleSettings:
+        """TENFOLD_PROMETHEUS_URL, TENFOLD_AUTOSCALE_TICK_SECONDS (else the controller's
+        TENFOLD_TICK_SECONDS), TENFOLD_METRICS_MAX_AGE_SECONDS, TENFOLD_RATE_WINDOW,
+        TENFOLD_PROMETHEUS_TIMEOUT_SECONDS, TENFOLD_CAPACITY_PER_REPLICA; each falls back to
+        the default above."""
+        default = cls()
+        tick = env.get("TENFOLD_AUTOSCALE_TICK_SECONDS", env.get("TENFOLD_TICK_SECONDS"))
+        return cls(
+            prometheus_url=env.get("TENFOLD_PROMETHEUS_URL", default.prometheus_url),
+            tick_seconds=float(tick or default.tick_seconds),
+            max_signal_age_seconds=float(
+                env.get("TENFOLD_METRICS_MAX_AGE_SECONDS", default.max_signal_age_seconds)
+            ),
+            rate_window=env.get("TENFOLD_RATE_WINDOW", default.rate_window),
+            query_timeout_seconds=float(
+                env.get("TENFOLD_PROMETHEUS_TIMEOUT_SECONDS", default.query_timeout_seconds)
+            ),
+            capacity_per_replica=float(
+                env.get("TENFOLD_CAPACITY_PER_REPLICA", default.capacity_per_replica)
+            ),
+        )
+
+
+class SignalSource(Protocol):
+    """Anything that reads every service's signals at one instant."""
+
+    def fetch_all(self, at: float) -> dict[ServiceKey, ServiceSignals]:
+        """Signals by (namespace, service); raises SignalsUnavailableError."""
+        ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One round of signals for all services, or the error that prevented it."""
+
+    fetched_at: float
+    services: Mapping[ServiceKey, ServiceSignals] = field(default_factory=dict)
+    error: str | None = None
+
+
+class SignalCache:
+    """Refreshes all services' signals at most once per `max_age_seconds`."""
+
+    def __init__(
+        self,
+        source: SignalSource,
+        max_age_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`max_age_seconds` is the tick: every service's timer in one tick shares a round."""
+        self._source = source
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._snapshot: Snapshot | None = None
+        self._lock = asyncio.Lock()
+
+    def _current(self) -> Snapshot | None:
+        snapshot = self._snapshot
+        if snapshot is not None and self._clock() - snapshot.fetched_at < self._max_age:
+            return snapshot
+        return None
+
+    async def get(self) -> Snapshot:
+        """The current round, fetching a new one if the last is a tick old."""
+        async with self._lock:  # timers of many services fire together: one fetch for all
+            snapshot = self._current()
+            if snapshot is None:
+                snapshot = await self._fetch()
+                self._snapshot = snapshot
+            return snapshot
+
+    async def _fetch(self) -> Snapshot:
+        at = self._clock()
+        try:
+            services = await asyncio.to_thread(self._source.fetch_all, at)
+        except SignalsUnavailableError as error:
+            return Snapshot(fetched_at=at, error=str(error))
+        return Snapshot(fetched_at=at, services=services)
+
+
+class Autoscaler:
+    """Per-process autoscaler state: settings, the shared signal cache, the stabilization
+    histories of every service and the way to scale."""
+
+    def __init__(
+        self,
+        settings: AutoscaleSettings,
+        scale: Scale,
+        source: SignalSource | None = None,
+        clock: Callable[[], float] = time.time,
+        catalog: GpuCatalog | None = None,
+    ) -> None:
+        """`source` defaults to Prometheus at settings.prometheus_url."""
+        self.settings = settings
+        self._scale = scale
+        self._clock = clock
+        self._catalog = catalog or load_catalog()
+        self._signals = SignalCache(
+            source
+            or PrometheusSignalSource(
+                settings.prometheus_url, settings.rate_window, settings.query_timeout_seconds
+            ),
+            settings.tick_seconds,
+            clock,
+        )
+        self._histories: dict[ServiceKey, History] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop a deleted service's history."""
+        self._histories.pop((namespace, name), None)
+
+    async def tick(
+        self,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any],
+        status: Mapping[str, Any],
+        *,
+        emit: Emit,
+        generation: int = 0,
+        capacity_per_replica: float | None = None,
+    ) -> dict[str, Any]:
+        """Decide, act (mode auto), post events, and return the status patch (camelCase).
+
+        `status` is the current status (its conditions, readyReplicas, replicas and
+        lastDecision are read); an invalid `spec` raises pydantic.ValidationError.
+        """
+        model = InferenceServiceSpec.model_validate(dict(spec))
+        auto = model.autoscaling
+        snapshot = await self._signals.get()
+        now = self._clock()
+        key = (namespace, name)
+        signals = snapshot.services.get(key)
+        missing = availability(signals, snapshot.error, now, self.settings.max_signal_age_seconds)
+        current = model.replicas if model.replicas is not None else auto.min_replicas
+        per_replica = replica_cost(model, self._catalog)
+        cap = model.budget.hourly_cap()
+        params = PolicyParams(capacity_per_replica or self.settings.capacity_per_replica)
+        decision = decide(
+            auto,
+            current,
+            None if missing else signals,
+            now=now,
+            history=self._histories.get(key) or History.seeded(current, now),
+            params=params,
+            affordable=max_affordable_replicas(cap, per_replica),
+            unavailable=missing,
+            ready=status.get("readyReplicas"),
+        )
+        self._histories[key] = decision.history
+        events = build_events(decision, current, auto.mode, status)
+        applied = auto.mode is AutoscalingMode.AUTO
+        if decision.act:
+            try:
+                await self._scale(namespace, name, decision.replicas)
+            except Exception as error:  # reported, and the next tick tries again
+                applied = False
+                events = [Event("Warning", "ScaleFailed", f"scale to {decision.replicas}: {error}")]
+        for event in events:
+            emit(event.type, event.reason, event.message)
+        running = status.get("replicas")
+        return build_status_patch(
+            decision,
+            current=current,
+            mode=auto.mode,
+            applied=applied,
+            signals=signals,
+            costs=Costs(per_replica, current if running is None else int(running), cap),
+            now=now,
+            generation=generation,
+            previous=status,
+        )
+
+
+_default: Autoscaler | None = None
+
+
+def default_autoscaler(api: client.CustomObjectsApi | None = None) -> Autoscaler:
+    """The process-wide autoscaler, created on the first call: settings from the environment,
+    scaling through `api` (default: the kubernetes client's default configuration)."""
+    global _default
+    if _default is None:
+        custom = api or client.CustomObjectsApi()
+
+        async def scale(namespace: str, name: str, replicas: int) -> None:
+            await apply_scale(custom, namespace, name, replicas)
+
+        _default = Autoscaler(AutoscaleSettings.from_env(), scale)
+    return _default
+
+
+async def autoscale_tick(
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    *,
+    emit: Emit,
+    generation: int = 0,
+    capacity_per_replica: float | None = None,
+    autoscaler: Autoscaler | None = None,
+) -> dict[str, Any]:
+    """One autoscaling tick for one InferenceService; returns its status patch (camelCase).
+
+    Call from the controller's timer (interval: `default_autoscaler().settings.tick_seconds`)
+    and merge the result into `patch.status`. `emit(type, reason, message)` posts an Event.
+    """
+    return await (autoscaler or default_autoscaler()).tick(
+        namespace,
+        name,
+        spec,
+        status,
+        emit=emit,
+        generation=generation,
+        capacity_per_replica=capacity_per_replica,
+    )

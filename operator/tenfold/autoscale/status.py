@@ -1,0 +1,227 @@
+"""Pure builders of the autoscaler's part of the InferenceService status, and its events.
+
+Everything returns the api/status.py models (or their camelCase dicts), so what lands in the
+cluster is exactly what the CRD schema declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tenfold.api.enums import AutoscalingMode
+from tenfold.api.spec import HOURS_PER_MONTH
+from tenfold.api.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    InferenceServiceStatus,
+    ScaleDecision,
+    Signals,
+)
+from tenfold.autoscale.policy import Decision
+from tenfold.autoscale.signals import ServiceSignals
+
+# Below this rate cost per request is noise (and infinite at zero); report none instead.
+MIN_RATE_FOR_UNIT_COST = 1e-3
+
+
+def rfc3339(unix_seconds: float) -> str:
+    """Kubernetes' timestamp format, UTC, second precision."""
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cost_per_hour(replicas: int, cost_per_replica: float) -> float:
+    """USD per hour of running `replicas`."""
+    return round(replicas * cost_per_replica, 6)
+
+
+def projected_monthly_cost(hourly: float) -> float:
+    """USD per month (730 hours) at this hourly cost."""
+    return round(hourly * HOURS_PER_MONTH, 4)
+
+
+def cost_per_1k_requests(hourly: float, request_rate: float | None) -> float | None:
+    """USD per 1,000 requests at this hourly cost and request rate; None when idle."""
+    if request_rate is None or request_rate < MIN_RATE_FOR_UNIT_COST:
+        return None
+    return round(hourly / (request_rate * 3600) * 1000, 8)
+
+
+def build_signals(signals: ServiceSignals) -> Signals:
+    """The status view of the signals behind a decision."""
+    return Signals(
+        request_rate=round(signals.request_rate, 3),
+        queue_time_ms=_rounded(signals.queue_time_ms),
+        p95_latency_ms=_rounded(signals.p95_latency_ms),
+        pending_requests=_rounded(signals.pending_requests),
+        cache_hit_ratio=_rounded(signals.cache_hit_ratio),
+        observed_at=rfc3339(signals.observed_at),
+    )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def build_decision(decision: Decision, current: int, now: float, applied: bool) -> ScaleDecision:
+    """The status record of a decision; `applied` is False in recommend mode or when the
+    scale subresource refused the patch."""
+    return ScaleDecision(
+        time=rfc3339(now),
+        from_replicas=current,
+        to_replicas=decision.replicas,
+        wanted_replicas=decision.wanted,
+        reason=decision.reason[:1024],
+        applied=applied,
+    )
+
+
+def build_conditions(
+    decision: Decision, hourly_cap: float | None, now: float, generation: int
+) -> list[Condition]:
+    """BudgetLimited and MetricsUnavailable as of this decision."""
+    when = rfc3339(now)
+    if decision.shortfall > 0:
+        budget = Condition(
+            type=ConditionType.BUDGET_LIMITED,
+            status=ConditionStatus.TRUE,
+            reason="BudgetCap",
+            message=f"demand wants {decision.wanted} replicas; the budget of {hourly_cap:g} "
+            f"USD/h pays for {decision.replicas} ({decision.shortfall} short)",
+            last_transition_time=when,
+            observed_generation=generation,
+        )
+    else:
+        budget = Condition(
+            type=ConditionType.BUDGET_LIMITED,
+            status=ConditionStatus.FALSE,
+            reason="WithinBudget" if hourly_cap is not None else "NoBudget",
+            last_transition_time=when,
+            observed_generation=generation,
+        )
+    missing = decision.metrics_unavailable
+    metrics = Condition(
+        type=ConditionType.METRICS_UNAVAILABLE,
+        status=ConditionStatus.TRUE if missing else ConditionStatus.FALSE,
+        reason=missing.reason if missing else "MetricsFresh",
+        message=(missing.message if missing else "")[:4096],
+        last_transition_time=when,
+        observed_generation=generation,
+    )
+    return [budget, metrics]
+
+
+def merge_conditions(
+    existing: Sequence[Mapping[str, Any]], updates: Sequence[Condition]
+) -> list[dict[str, Any]]:
+    """The full conditions list with `updates` replacing their types; other types (Ready,
+    Progressing...) are kept. lastTransitionTime only moves when the status flips."""
+    merged = {str(c.get("type")): dict(c) for c in existing}
+    for update in updates:
+        new = update.model_dump(by_alias=True, mode="json")
+        old = merged.get(update.type.value)
+        if old is not None and old.get("status") == new["status"]:
+            new["lastTransitionTime"] = old.get("lastTransitionTime", new["lastTransitionTime"])
+        merged[update.type.value] = new
+    return list(merged.values())
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the InferenceService."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+def build_events(
+    decision: Decision, current: int, mode: AutoscalingMode, previous: Mapping[str, Any]
+) -> list[Event]:
+    """Events worth a line in `kubectl describe`: a scale, a new recommendation, and the
+    moments BudgetLimited or MetricsUnavailable turn True (not every tick they stay so).
+    `previous` is the status before this tick."""
+    events = []
+    if decision.act:
+        verb = "ScaledUp" if decision.replicas > current else "ScaledDown"
+        events.append(Event("Normal", verb, f"{current} -> {decision.replicas}: {decision.reason}"))
+    recommended_before = (previous.get("lastDecision") or {}).get("toReplicas")
+    if (
+        mode is AutoscalingMode.RECOMMEND
+        and decision.replicas != current
+        and decision.replicas != recommended_before
+    ):
+        events.append(
+            Event(
+                "Normal",
+                "ScaleRecommended",
+                f"recommend {current} -> {decision.replicas}: {decision.reason}",
+            )
+        )
+    was = {str(c.get("type")): c.get("status") for c in previous.get("conditions") or ()}
+    if decision.shortfall > 0 and was.get(ConditionType.BUDGET_LIMITED.value) != "True":
+        events.append(
+            Event(
+                "Warning",
+                "BudgetLimited",
+                f"demand wants {decision.wanted} replicas, the budget pays for {decision.replicas}",
+            )
+        )
+    missing = decision.metrics_unavailable
+    if missing and was.get(ConditionType.METRICS_UNAVAILABLE.value) != "True":
+        events.append(Event("Warning", "MetricsUnavailable", missing.message))
+    return events
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What the service costs: per replica, the running replicas, and the hourly cap."""
+
+    per_replica: float
+    running_replicas: int
+    hourly_cap: float | None
+
+
+def build_status_patch(
+    decision: Decision,
+    *,
+    current: int,
+    mode: AutoscalingMode,
+    applied: bool,
+    signals: ServiceSignals | None,
+    costs: Costs,
+    now: float,
+    generation: int,
+    previous: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The autoscaler's status patch, keyed by the CRD's own field names.
+
+    Mode off writes costs and signals only; signals missing this tick leave the last ones in
+    place. None values are kept: in a merge patch they remove a field that no longer applies
+    (costPer1KRequests when idle, a p95 Triton stopped exporting).
+    """
+    hourly = cost_per_hour(costs.running_replicas, costs.per_replica)
+    fields: dict[str, Any] = {
+        "cost_per_hour": hourly,
+        "projected_monthly_cost": projected_monthly_cost(hourly),
+        "cost_per_1k_requests": cost_per_1k_requests(
+            hourly, signals.request_rate if signals else None
+        ),
+    }
+    if signals is not None:
+        fields["signals"] = build_signals(signals)
+    if mode is not AutoscalingMode.OFF:
+        fields["desired_replicas"] = decision.replicas
+        fields["last_decision"] = build_decision(decision, current, now, applied)
+    patch = InferenceServiceStatus(**fields).model_dump(
+        by_alias=True, mode="json", exclude_unset=True
+    )
+    if mode is not AutoscalingMode.OFF:
+        patch["conditions"] = merge_conditions(
+            previous.get("conditions") or (),
+            build_conditions(decision, costs.hourly_cap, now, generation),
+        )
+    return patch

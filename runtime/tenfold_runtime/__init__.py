@@ -1,0 +1,1 @@
+"""tenfold-runtime: what runs inside the serving pods (prepare, cache sidecar, bench)."""

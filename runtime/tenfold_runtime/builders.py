@@ -1,0 +1,135 @@
+"""Pure builders for what `prepare` writes: the generated model.py and the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jinja2
+
+from tenfold.api.enums import Precision, Task
+from tenfold.api.prepare import PrepareSpec
+from tenfold_runtime.guard import Decision
+
+# The tensor names and shapes the generated model.py serves; the operator's config.pbtxt
+# must declare the same (batch dimension implicit, max_batch_size > 0).
+EMBEDDING_INPUT = "TEXT"
+EMBEDDING_OUTPUT = "EMBEDDING"
+ARTEFACT_FILE = "model.pt"
+TOKENIZER_DIR = "tokenizer"
+# Extra site directories for the stub's isolated interpreter (set by the local runner only).
+SITE_DIRS_ENV = "TENFOLD_SITE_DIRS"
+MANIFEST_SCHEMA = "tenfold.dev/prepare-manifest/v1"
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """One tensor of the served model as Triton's config declares it."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+
+def embedding_io(hidden_size: int) -> tuple[list[ModelIO], list[ModelIO]]:
+    """Inputs and outputs of the embedding task for a model of `hidden_size`."""
+    return (
+        [ModelIO(EMBEDDING_INPUT, "TYPE_STRING", (1,))],
+        [ModelIO(EMBEDDING_OUTPUT, "TYPE_FP32", (hidden_size,))],
+    )
+
+
+def io_json(tensor: ModelIO) -> dict[str, object]:
+    """A tensor declaration as JSON (Triton's own field names)."""
+    return {"name": tensor.name, "data_type": tensor.data_type, "dims": list(tensor.dims)}
+
+
+def _environment() -> jinja2.Environment:
+    loader = jinja2.PackageLoader("tenfold_runtime", "templates")
+    # StrictUndefined: a missing variable is a bug in prepare, not an empty string in Triton.
+    return jinja2.Environment(
+        loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+
+
+def render_model_py(
+    *,
+    model_name: str,
+    task: Task,
+    precision: Precision,
+    max_length: int,
+    device: str,
+    runtime_version: str,
+) -> str:
+    """The Python-backend model.py for an embedding model prepared by this runtime."""
+    if task is not Task.EMBEDDING:
+        raise ValueError(f"the Python backend template serves the embedding task, not {task}")
+    return (
+        _environment()
+        .get_template("model.py.j2")
+        .render(
+            model_name=model_name,
+            task=str(task),
+            precision=str(precision),
+            max_length=max_length,
+            device=device,
+            runtime_version=runtime_version,
+            input_name=EMBEDDING_INPUT,
+            output_name=EMBEDDING_OUTPUT,
+            artefact=ARTEFACT_FILE,
+            tokenizer_dir=TOKENIZER_DIR,
+            site_dirs_env=SITE_DIRS_ENV,
+        )
+    )
+
+
+def spec_digest(spec: PrepareSpec) -> str:
+    """A stable hash of the spec, so a re-run of an unchanged spec can be skipped."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def build_manifest(
+    *,
+    spec: PrepareSpec,
+    source_digest: str,
+    decision: Decision,
+    runtime_version: str,
+    started_at: str,
+    finished_at: str,
+    inputs: Sequence[ModelIO],
+    outputs: Sequence[ModelIO],
+    extra: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """The manifest recorded next to the model: what was asked, measured and served."""
+    accepted = decision.attempts[-1] if decision.ok else None
+    accuracy = accepted.to_json().get("accuracy") if accepted is not None else None
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "model_name": spec.model_name,
+        "model_version": spec.version,
+        "source": spec.source,
+        "source_digest": source_digest,
+        "spec_digest": spec_digest(spec),
+        "task": str(spec.task),
+        "device": spec.device,
+        "precision_requested": str(spec.precision),
+        "precision_served": None if decision.served is None else str(decision.served),
+        "accuracy": accuracy,
+        "guard": {
+            "metric": str(spec.guard.metric),
+            "max_drop": spec.guard.max_drop,
+            "decision": "accepted" if decision.ok else "rejected",
+            "attempts": [attempt.to_json() for attempt in decision.attempts],
+        },
+        "io": {
+            "inputs": [io_json(tensor) for tensor in inputs],
+            "outputs": [io_json(tensor) for tensor in outputs],
+        },
+        "runtime_version": runtime_version,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        **(extra or {}),
+    }

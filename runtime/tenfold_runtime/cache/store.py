@@ -1,0 +1,198 @@
+"""Cache backends (in-memory LRU, Redis) and the fail-open guard in front of them."""
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from tenfold_runtime.cache.breaker import CircuitBreaker
+from tenfold_runtime.cache.keys import glob_escape
+from tenfold_runtime.cache.metrics import CacheMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Backend(Protocol):
+    """What the sidecar needs from a store."""
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Values of `keys`, None where absent."""
+
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        """Store `items` with the backend's TTL."""
+
+    async def drop_family(self, family: str, keep: str, limit: int) -> int:
+        """Delete up to `limit` keys under `family` outside namespace `keep`; the count."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryBackend:
+    """An LRU bounded by bytes (keys plus values), with a TTL per entry."""
+
+    def __init__(
+        self, max_bytes: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.ttl = ttl_seconds
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self.resident_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> bytes | None:
+        """The live value of `key`, now most recently used."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            self._remove(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: str, value: bytes) -> None:
+        """Store `value`, evicting least recently used entries to stay within max_bytes."""
+        size = len(key) + len(value)
+        if key in self._entries:
+            self._remove(key)
+        if size > self.max_bytes:
+            return  # would evict everything and still not fit
+        while self.resident_bytes + size > self.max_bytes:
+            self._remove(next(iter(self._entries)))
+        self._entries[key] = (value, self._clock() + self.ttl)
+        self.resident_bytes += size
+
+    def _remove(self, key: str) -> None:
+        value, _ = self._entries.pop(key)
+        self.resident_bytes -= len(key) + len(value)
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Values of `keys`, None where absent or expired."""
+        return [self.get(key) for key in keys]
+
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        """Store every item."""
+        for key, value in items.items():
+            self.put(key, value)
+
+    async def drop_family(self, family: str, keep: str, limit: int) -> int:
+        """Nothing to drop: memory starts empty with each process."""
+        return 0
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class RedisBackend:
+    """Redis with a TTL on every entry; persistence is the Redis server's own (AOF)."""
+
+    def __init__(self, url: str, ttl_seconds: int, timeout_s: float, max_connections: int = 64):
+        # One immediate retry replaces a pooled connection that a Redis restart closed; the
+        # guard's timeout bounds the whole call, so no more retries than that.
+        retry = Retry(NoBackoff(), 1)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=None,
+            socket_connect_timeout=max(timeout_s, 0.5),
+            retry=retry,
+        )
+        self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
+        self.ttl = ttl_seconds
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """One MGET round trip."""
+        # The client is built without decode_responses, so values are bytes, never str.
+        return [
+            value if isinstance(value, bytes) else None for value in await self._redis.mget(keys)
+        ]
+
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        """One pipelined round trip of SET ... EX ttl."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(key, value, ex=self.ttl)
+        await pipe.execute()
+
+    async def drop_family(self, family: str, keep: str, limit: int) -> int:
+        """SCAN the model's key family and UNLINK keys of other namespaces, at most `limit`."""
+        dropped = 0
+        batch: list[bytes] = []
+        async for key in self._redis.scan_iter(match=glob_escape(family) + "*", count=1000):
+            if key.decode(errors="replace").startswith(keep):
+                continue
+            batch.append(key)
+            if len(batch) >= 1000 or dropped + len(batch) >= limit:
+                dropped += await self._redis.unlink(*batch)
+                batch = []
+            if dropped >= limit:
+                break
+        if batch:
+            dropped += await self._redis.unlink(*batch)
+        return dropped
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._redis.aclose()
+
+
+class GuardedCache:
+    """Fail-open access to a backend: every call is bounded by a timeout, failures are
+    counted and trip a circuit breaker, and a failed read is just a miss."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        timeout_s: float,
+        metrics: CacheMetrics,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.backend = backend
+        self.timeout_s = timeout_s
+        self.metrics = metrics
+        self.breaker = breaker or CircuitBreaker()
+
+    async def _call(self, op: str, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """`call()` within the timeout, or `fallback` if the circuit is open or it fails."""
+        if not self.breaker.allow():
+            return fallback
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await call()
+        except asyncio.CancelledError:
+            self.breaker.release()  # a probe cut short must not hold the circuit open
+            raise
+        except Exception as exc:  # any backend failure degrades to "no cache"
+            self.metrics.backend_errors.labels(op).inc()
+            self.breaker.record_failure()
+            self.metrics.breaker_open.set(int(self.breaker.is_open))
+            log.debug("cache %s failed: %r", op, exc)
+            return fallback
+        self.breaker.record_success()
+        self.metrics.breaker_open.set(0)
+        return result
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Values of `keys`; all None when the backend is unavailable."""
+        return await self._call("get", lambda: self.backend.get_many(keys), [None] * len(keys))
+
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        """Store `items` if the backend is available; a failure only loses the write."""
+
+        async def write() -> bool:
+            await self.backend.set_many(items)
+            return True
+
+        if await self._call("set", write, False):
+            self.metrics.stored_bytes.inc(sum(len(k) + len(v) for k, v in items.items()))

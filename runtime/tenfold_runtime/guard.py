@@ -1,0 +1,138 @@
+"""The accuracy guard: pure metrics and the fallback-ladder decision.
+
+Nothing here imports torch, so the rules that decide what gets served are unit-tested in
+milliseconds. The I/O side (running models on calibration inputs) lives in `prepare`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tenfold.api.enums import GuardMetric, Precision
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """How close a candidate model is to the full-precision reference.
+
+    `mean` and `min` are per-sample scores where 1.0 means identical (cosine similarity,
+    top-1 agreement), except for logitMSE where 0.0 means identical.
+    """
+
+    metric: GuardMetric
+    mean: float
+    min: float
+    samples: int
+
+    @property
+    def drop(self) -> float:
+        """The loss against the reference that the guard compares with `max_drop`."""
+        if self.metric is GuardMetric.LOGIT_MSE:
+            return self.mean
+        return 1.0 - self.mean
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One precision the guard tried, what it measured and why it was accepted or not."""
+
+    precision: Precision
+    accepted: bool
+    reason: str
+    accuracy: Accuracy | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        """The attempt as the manifest records it."""
+        data = asdict(self)
+        data["precision"] = str(self.precision)
+        if self.accuracy is not None:
+            data["accuracy"] = {**asdict(self.accuracy), "drop": self.accuracy.drop}
+            data["accuracy"]["metric"] = str(self.accuracy.metric)
+        return data
+
+
+def cosine_scores(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two [n, d] arrays (they need not be normalized)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape or ref.ndim != 2:
+        raise ValueError(f"expected two [n, d] arrays of one shape, got {ref.shape}, {cand.shape}")
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    # A zero vector on either side shares no direction with anything: score it 0.
+    safe = np.where(norms == 0, 1.0, norms)
+    return np.where(norms == 0, 0.0, np.sum(ref * cand, axis=1) / safe)
+
+
+def measure(metric: GuardMetric, reference: np.ndarray, candidate: np.ndarray) -> Accuracy:
+    """Score `candidate` outputs against `reference` outputs (both [n, d]) with `metric`."""
+    if metric is GuardMetric.COSINE:
+        scores = cosine_scores(reference, candidate)
+    elif metric is GuardMetric.TOP1_AGREEMENT:
+        scores = (np.argmax(reference, axis=1) == np.argmax(candidate, axis=1)).astype(float)
+    else:
+        diff = np.asarray(reference, dtype=np.float64) - np.asarray(candidate, dtype=np.float64)
+        scores = np.mean(diff * diff, axis=1)
+    if metric is GuardMetric.LOGIT_MSE:
+        # For an error the worst sample is the largest one; keep "min" meaning "worst".
+        worst = float(np.max(scores))
+    else:
+        worst = float(np.min(scores))
+    return Accuracy(metric=metric, mean=float(np.mean(scores)), min=worst, samples=len(scores))
+
+
+def passes(accuracy: Accuracy, max_drop: float) -> bool:
+    """Whether the measured drop is within the allowed one (a tiny float slack)."""
+    return accuracy.drop <= max_drop + 1e-9
+
+
+def ladder(requested: Precision, fallback: Sequence[Precision]) -> list[Precision]:
+    """The precisions to try in order: the requested one, then the fallback list.
+
+    Duplicates are dropped, so a ladder never measures one precision twice.
+    """
+    order: list[Precision] = []
+    for precision in (requested, *fallback):
+        if precision not in order:
+            order.append(precision)
+    return order
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The guard's verdict: what to serve (None: nothing passed) and every attempt made."""
+
+    served: Precision | None
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when some precision passed the guard."""
+        return self.served is not None
+
+
+def walk_ladder(
+    order: Sequence[Precision], try_precision: Callable[[Precision], Attempt]
+) -> Decision:
+    """Try each precision in `order` until one is accepted.
+
+    `try_precision` does the work (quantize, measure, judge) and returns the attempt; keeping
+    it a parameter leaves the walk itself free of I/O and easy to test.
+    """
+    attempts: list[Attempt] = []
+    for precision in order:
+        attempt = try_precision(precision)
+        attempts.append(attempt)
+        if attempt.accepted:
+            return Decision(served=precision, attempts=tuple(attempts))
+    return Decision(served=None, attempts=tuple(attempts))
+
+
+def verdict(accuracy: Accuracy, max_drop: float) -> tuple[bool, str]:
+    """Accept or reject a measured accuracy, with the reason written for humans."""
+    if passes(accuracy, max_drop):
+        return True, f"drop {accuracy.drop:.4f} <= max_drop {max_drop:.4f}"
+    return False, f"drop {accuracy.drop:.4f} > max_drop {max_drop:.4f}"

@@ -1,0 +1,327 @@
+"""`tenfold-runtime prepare`: model source -> guarded precision -> Triton model repository.
+
+Layout written (Triton ignores the extra files):
+
+    <repository>/<model_name>/config.pbtxt            the operator's text, verbatim
+    <repository>/<model_name>/tenfold-manifest.json   digest, precision, accuracy, attempts
+    <repository>/<model_name>/1/model.py              generated from templates/model.py.j2
+    <repository>/<model_name>/1/model.pt              the converted torch module
+    <repository>/<model_name>/1/tokenizer/            tokenizer files
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata, resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tenfold.api.enums import GuardMetric, ModelFormat, Precision, Task
+from tenfold.api.prepare import PrepareSpec
+from tenfold.constants import PREPARE_MANIFEST_FILE
+from tenfold_runtime import builders, guard, quantize
+from tenfold_runtime.modeling import LoadedModel, embed, load_encoder
+from tenfold_runtime.sources import digest_weights, fetch_source
+
+log = logging.getLogger(__name__)
+
+VERSION_DIR = "1"
+# Beyond this share of fp32 layers, "mixed" no longer saves enough to be worth serving.
+MAX_KEPT_SHARE = 0.5
+# Inputs used to rank layer sensitivity (one forward pass per Linear layer).
+SENSITIVITY_SAMPLES = 16
+
+
+class PrepareError(RuntimeError):
+    """prepare cannot produce a model that honours the spec."""
+
+
+class GuardRejectedError(PrepareError):
+    """No precision on the ladder passed the accuracy guard."""
+
+    def __init__(self, decision: guard.Decision) -> None:
+        lines = [f"{a.precision}: {a.reason}" for a in decision.attempts]
+        super().__init__("accuracy guard rejected every precision: " + "; ".join(lines))
+        self.decision = decision
+
+
+def runtime_version() -> str:
+    """The installed tenfold distribution's version."""
+    try:
+        return metadata.version("tenfold")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def builtin_calibration(task: Task) -> list[str]:
+    """The calibration inputs shipped with the runtime for `task`."""
+    if task is not Task.EMBEDDING:
+        raise PrepareError(f"no built-in calibration set for task {task}; set calibrationInputs")
+    text = resources.files("tenfold_runtime").joinpath("data/calibration_embedding.txt")
+    return [line for line in text.read_text().splitlines() if line.strip()]
+
+
+def calibration_inputs(spec: PrepareSpec) -> list[str]:
+    """The spec's inputs (or the built-in set), cut to calibration_samples."""
+    inputs = list(spec.guard.calibration_inputs) or builtin_calibration(spec.task)
+    return inputs[: spec.guard.calibration_samples]
+
+
+@dataclass
+class GuardRun:
+    """The guard's decision and the module that passed it (None when none did)."""
+
+    decision: guard.Decision
+    module: nn.Module | None
+
+
+@dataclass
+class Guarded:
+    """Everything the guard needs: the fp32 model, its reference outputs and the rules."""
+
+    loaded: LoadedModel
+    texts: list[str]
+    metric: GuardMetric
+    max_drop: float
+    int8_scheme: quantize.Int8Scheme
+    keep_patterns: Sequence[str]
+    device: str
+    reference: np.ndarray = field(init=False)
+    modules: dict[Precision, nn.Module] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reference = self.outputs(self.loaded.model)
+
+    def outputs(self, module: nn.Module, texts: Sequence[str] | None = None) -> np.ndarray:
+        """The module's embeddings of `texts` (default: all calibration texts)."""
+        return embed(
+            module,
+            self.loaded.tokenizer,
+            self.texts if texts is None else texts,
+            max_length=self.loaded.max_length,
+        )
+
+    def accuracy(self, module: nn.Module) -> guard.Accuracy:
+        """The module measured against the fp32 reference."""
+        return guard.measure(self.metric, self.reference, self.outputs(module))
+
+    def keep_for_mixed(self) -> list[str]:
+        """Layers left at fp32 under mixed: the spec's patterns, or the most sensitive ones."""
+        names = quantize.linear_names(self.loaded.model)
+        if self.keep_patterns:
+            return quantize.matching(names, self.keep_patterns)
+        started = time.monotonic()
+        # Ranking needs only the order of the layers, so a slice of the inputs is enough;
+        # the kept set is then checked on all of them.
+        probe = self.texts[:SENSITIVITY_SAMPLES]
+        probe_reference = self.reference[:SENSITIVITY_SAMPLES]
+        sensitivity = quantize.layer_sensitivity(
+            self.loaded.model,
+            names,
+            self.int8_scheme,
+            lambda m: guard.measure(self.metric, probe_reference, self.outputs(m, probe)).drop,
+        )
+        work = quantize.to_int8(self.loaded.model, self.int8_scheme)
+
+        def drop_with_kept(keep: list[str]) -> float:
+            # The kept list only grows: put back the fp32 layers not restored yet.
+            for name in keep:
+                if not isinstance(work.get_submodule(name), nn.Linear):
+                    fp32 = copy.deepcopy(self.loaded.model.get_submodule(name))
+                    quantize.replace_module(work, name, fp32)
+            return self.accuracy(work).drop
+
+        kept, drop = quantize.choose_kept_layers(
+            quantize.most_sensitive_first(sensitivity),
+            drop_with_kept,
+            self.max_drop,
+            max_kept=int(len(names) * MAX_KEPT_SHARE),
+        )
+        log.info(
+            "mixed: kept %d of %d layers at fp32 (drop %.4f) in %.1fs",
+            len(kept),
+            len(names),
+            drop,
+            time.monotonic() - started,
+        )
+        return kept
+
+    def attempt(self, precision: Precision) -> guard.Attempt:
+        """Convert to `precision`, measure it and judge it; failures become rejections."""
+        started = time.monotonic()
+        try:
+            quantize.check_supported(
+                precision, self.device, self.int8_scheme, **quantize.probe_device(self.device)
+            )
+            keep = self.keep_for_mixed() if precision is Precision.MIXED else []
+            module = quantize.convert(
+                self.loaded.model, precision, int8_scheme=self.int8_scheme, keep=keep
+            )
+        except quantize.UnsupportedPrecisionError as error:
+            log.warning("guard: %s skipped: %s", precision, error)
+            return guard.Attempt(precision, accepted=False, reason=f"unsupported: {error}")
+        accuracy = self.accuracy(module)
+        accepted, reason = guard.verdict(accuracy, self.max_drop)
+        details: dict[str, object] = {"seconds": round(time.monotonic() - started, 2)}
+        if precision in (Precision.INT8, Precision.MIXED):
+            details["int8_scheme"] = str(self.int8_scheme)
+        if precision is Precision.MIXED:
+            details["kept_fp32_layers"] = keep
+        log.info(
+            "guard: %s mean %.4f min %.4f -> %s (%s)",
+            precision,
+            accuracy.mean,
+            accuracy.min,
+            "accept" if accepted else "reject",
+            reason,
+        )
+        if accepted:
+            self.modules[precision] = module
+        return guard.Attempt(precision, accepted, reason, accuracy, details)
+
+
+def run_guard(
+    loaded: LoadedModel,
+    spec: PrepareSpec,
+    *,
+    int8_scheme: quantize.Int8Scheme,
+    texts: list[str],
+) -> GuardRun:
+    """Walk the spec's ladder from its precision and return the first module that passes."""
+    if spec.guard.metric is not GuardMetric.COSINE and spec.task is Task.EMBEDDING:
+        raise PrepareError(f"metric {spec.guard.metric} does not apply to embeddings; use cosine")
+    state = Guarded(
+        loaded=loaded,
+        texts=texts,
+        metric=spec.guard.metric,
+        max_drop=spec.guard.max_drop,
+        int8_scheme=int8_scheme,
+        keep_patterns=spec.keep_higher_precision,
+        device=spec.device,
+    )
+    order = guard.ladder(spec.precision, spec.guard.fallback)
+    decision = guard.walk_ladder(order, state.attempt)
+    module = state.modules.get(decision.served) if decision.served is not None else None
+    return GuardRun(decision=decision, module=module)
+
+
+def existing_manifest(model_dir: Path, spec: PrepareSpec) -> dict[str, object] | None:
+    """The manifest of an earlier successful run of this very spec, if there is one.
+
+    An init container runs again when the pod restarts; the emptyDir survives, so an
+    unchanged spec need not be quantized and measured twice.
+    """
+    path = model_dir / PREPARE_MANIFEST_FILE
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    if manifest.get("spec_digest") == builders.spec_digest(spec) and manifest.get(
+        "precision_served"
+    ):
+        return dict(manifest)
+    return None
+
+
+def write_repository(
+    repository: Path,
+    spec: PrepareSpec,
+    module: nn.Module,
+    loaded: LoadedModel,
+    model_py: str,
+    manifest: dict[str, object],
+) -> Path:
+    """Write the model folder next to the final one, then swap it in (no half-written model)."""
+    final = repository / spec.model_name
+    staging = repository / f".{spec.model_name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    version_dir = staging / VERSION_DIR
+    version_dir.mkdir(parents=True)
+    try:
+        (staging / "config.pbtxt").write_text(spec.config_pbtxt)
+        (version_dir / "model.py").write_text(model_py)
+        # A whole pickled module: quantized layers keep their packed int8 weights, and
+        # model.py needs no tenfold code to rebuild them.
+        torch.save(module, version_dir / builders.ARTEFACT_FILE)
+        tokenizer_dir = version_dir / builders.TOKENIZER_DIR
+        loaded.tokenizer.save_pretrained(tokenizer_dir)  # type: ignore[attr-defined]
+        (staging / PREPARE_MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def now() -> str:
+    """UTC timestamp in ISO 8601, seconds precision."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def prepare(
+    spec: PrepareSpec,
+    repository: Path | None = None,
+    *,
+    int8_scheme: quantize.Int8Scheme | None = None,
+    cache_dir: Path = Path("/tmp/tenfold-sources"),
+    force: bool = False,
+) -> dict[str, object]:
+    """Build the Triton model folder for `spec`; returns the manifest.
+
+    Raises GuardRejectedError when no precision passes and PrepareError for specs this
+    runtime cannot serve.
+    """
+    started_at = now()
+    repository = Path(repository or spec.repository)
+    if spec.format is not ModelFormat.HUGGINGFACE or spec.task is not Task.EMBEDDING:
+        raise PrepareError(
+            f"this runtime prepares huggingface embedding models, not {spec.format} {spec.task}"
+        )
+    if not force and (manifest := existing_manifest(repository / spec.model_name, spec)):
+        log.info("prepare: %s is already prepared for this spec; nothing to do", spec.model_name)
+        return manifest
+    scheme = int8_scheme or quantize.default_int8_scheme(spec.device)
+
+    log.info("prepare: fetching %s", spec.source)
+    model_dir = fetch_source(spec.source, cache_dir)
+    source_digest = digest_weights(model_dir)
+    log.info("prepare: loading %s (%s)", model_dir, source_digest)
+    loaded = load_encoder(model_dir, spec.device)
+    texts = calibration_inputs(spec)
+    log.info("prepare: guarding %s on %d calibration inputs", spec.precision, len(texts))
+    run = run_guard(loaded, spec, int8_scheme=scheme, texts=texts)
+    if run.module is None or run.decision.served is None:
+        raise GuardRejectedError(run.decision)
+
+    version = runtime_version()
+    inputs, outputs = builders.embedding_io(loaded.hidden_size)
+    manifest = builders.build_manifest(
+        spec=spec,
+        source_digest=source_digest,
+        decision=run.decision,
+        runtime_version=version,
+        started_at=started_at,
+        finished_at=now(),
+        inputs=inputs,
+        outputs=outputs,
+    )
+    model_py = builders.render_model_py(
+        model_name=spec.model_name,
+        task=spec.task,
+        precision=run.decision.served,
+        max_length=loaded.max_length,
+        device=spec.device,
+        runtime_version=version,
+    )
+    final = write_repository(repository, spec, run.module, loaded, model_py, manifest)
+    log.info("prepare: wrote %s (served %s)", final, run.decision.served)
+    return manifest

@@ -1,0 +1,124 @@
+"""Real Triton fixtures, shared by every e2e test that needs a served model.
+
+`minilm_repository` prepares the packaged MiniLM model once per session with the runtime's own
+`prepare` (the init container's code path) into a fresh folder:
+
+    minilm_fp32   fp32, dynamic batching window of BATCH_WINDOW_US
+    minilm_int8   int8 requested, guarded (default max_drop 0.01: the guard may serve mixed)
+
+`triton` starts the real tritonserver from the nvidia-pytriton wheel on that repository with
+the container command the operator renders (free loopback ports) and stops it at the end.
+`http_client` / `grpc_client` are tritonclient clients on it; `embed_http` / `embed_grpc`
+send texts and return the EMBEDDING rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tenfold.api.enums import Precision
+from tenfold_runtime import examples
+from tenfold_runtime.local import TritonHandle, container_command, start_triton
+from tenfold_runtime.prepare import prepare
+
+FP32_MODEL = "minilm_fp32"
+INT8_MODEL = "minilm_int8"
+BATCH_WINDOW_US = 5000
+PREFERRED_BATCH_SIZES = (4, 8)
+MAX_BATCH_SIZE = 32
+RESPONSE_CACHE_BYTES = 16 * 1024 * 1024
+
+
+def embedding_config(name: str, **overrides: object) -> str:
+    """The config.pbtxt the operator would render for an embedding model under test."""
+    settings: dict[str, object] = {
+        "max_batch_size": MAX_BATCH_SIZE,
+        "max_queue_delay_microseconds": BATCH_WINDOW_US,
+        "preferred_batch_size": PREFERRED_BATCH_SIZES,
+    }
+    return examples.config_pbtxt(name, **(settings | overrides))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PreparedRepository:
+    """A model repository written by `prepare`, with each model's manifest."""
+
+    path: Path
+    manifests: dict[str, dict]
+
+
+@pytest.fixture(scope="session")
+def minilm_repository(tmp_path_factory: pytest.TempPathFactory) -> PreparedRepository:
+    """MiniLM prepared at fp32 and at guarded int8, once per session."""
+    root = tmp_path_factory.mktemp("models")
+    manifests = {
+        name: prepare(examples.minilm_spec(name, precision, embedding_config(name)), root)
+        for name, precision in ((FP32_MODEL, Precision.FP32), (INT8_MODEL, Precision.INT8))
+    }
+    return PreparedRepository(root, manifests)
+
+
+@pytest.fixture(scope="session")
+def triton(
+    minilm_repository: PreparedRepository, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonHandle]:
+    """tritonserver serving `minilm_repository`, started as the Deployment's command."""
+    log_path = tmp_path_factory.mktemp("triton") / "tritonserver.log"
+    handle = start_triton(
+        minilm_repository.path,
+        command=container_command(cache_bytes=RESPONSE_CACHE_BYTES),
+        log_path=log_path,
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def http_client(triton: TritonHandle) -> Iterator[object]:
+    """A tritonclient HTTP client, closed after the test (so shutdown is not held up)."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(triton.http_url, concurrency=16)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def grpc_client(triton: TritonHandle) -> Iterator[object]:
+    """A tritonclient gRPC client, closed after the test."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    yield client
+    client.close()
+
+
+def text_input(module: object, texts: Sequence[str]) -> object:
+    """The TEXT input ([n, 1] BYTES) for either tritonclient flavour."""
+    array = np.array([[t.encode()] for t in texts], dtype=object)
+    tensor = module.InferInput("TEXT", list(array.shape), "BYTES")  # type: ignore[attr-defined]
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def embed_http(client: object, model: str, texts: Sequence[str]) -> np.ndarray:
+    """EMBEDDING rows for `texts`, sent as one HTTP request."""
+    import tritonclient.http as httpclient
+
+    result = client.infer(model, [text_input(httpclient, texts)])  # type: ignore[attr-defined]
+    return result.as_numpy("EMBEDDING")
+
+
+def embed_grpc(client: object, model: str, texts: Sequence[str]) -> np.ndarray:
+    """EMBEDDING rows for `texts`, sent as one gRPC request."""
+    import tritonclient.grpc as grpcclient
+
+    result = client.infer(model, [text_input(grpcclient, texts)])  # type: ignore[attr-defined]
+    return result.as_numpy("EMBEDDING")

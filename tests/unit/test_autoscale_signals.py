@@ -1,0 +1,118 @@
+"""PromQL builders, result parsing and the one-query-per-signal source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tenfold.autoscale.signals import (
+    PrometheusSignalSource,
+    ServiceSignals,
+    SignalsUnavailableError,
+    Unavailable,
+    availability,
+    parse_vector,
+    queue_time_query,
+    request_rate_query,
+    signal_queries,
+)
+
+
+def sample(namespace: str, service: str, value: str, **labels: str) -> dict[str, Any]:
+    """One instant-vector sample as Prometheus' HTTP API returns it."""
+    return {
+        "metric": {"namespace": namespace, "service": service, **labels},
+        "value": [1700000000.0, value],
+    }
+
+
+def test_every_query_groups_by_namespace_and_service() -> None:
+    for promql in signal_queries("15s").values():
+        assert "by (namespace, service)" in promql
+
+
+def test_queue_time_is_tritons_formula_per_service() -> None:
+    promql = queue_time_query("30s")
+    assert "increase(nv_inference_queue_duration_us[30s])" in promql
+    assert "(1 + sum by (namespace, service) (increase(nv_inference_request_success[30s])))" in (
+        promql
+    )
+    assert promql.endswith("/ 1000")
+    assert request_rate_query("30s") == (
+        "sum by (namespace, service) (rate(nv_inference_request_success[30s]))"
+    )
+
+
+def test_parse_vector_keys_by_service_and_drops_unlabelled_and_nan() -> None:
+    parsed = parse_vector(
+        [
+            sample("a", "x", "1.5"),
+            sample("b", "x", "NaN"),
+            {"metric": {}, "value": [0, "3"]},
+        ]
+    )
+    assert parsed == {("a", "x"): 1.5}
+
+
+def fake_prometheus(answers: dict[str, list[dict[str, Any]]], calls: list[str]) -> Any:
+    """A query function that answers by the metric name a query mentions."""
+
+    def query(promql: str, at: float) -> list[dict[str, Any]]:
+        calls.append(promql)
+        for needle, result in answers.items():
+            if needle in promql:
+                return result
+        return []
+
+    return query
+
+
+def test_fetch_all_runs_one_query_per_signal_for_all_services() -> None:
+    calls: list[str] = []
+    source = PrometheusSignalSource(
+        "http://prom",
+        query=fake_prometheus(
+            {
+                "timestamp(": [sample("ns", "a", "100"), sample("ns", "b", "101")],
+                "rate(nv_inference_request_success": [
+                    sample("ns", "a", "50"),
+                    sample("ns", "b", "5"),
+                ],
+                "nv_inference_queue_duration_us": [sample("ns", "a", "12.5")],
+                "deriv(nv_inference_pending_request_count": [sample("ns", "a", "-0.5")],
+                "nv_inference_pending_request_count": [sample("ns", "a", "7")],
+            },
+            calls,
+        ),
+    )
+    signals = source.fetch_all(at=102.0)
+    assert len(calls) == len(signal_queries("15s"))
+    assert signals[("ns", "a")] == ServiceSignals(
+        observed_at=100,
+        request_rate=50,
+        queue_time_ms=12.5,
+        pending_requests=7,
+        pending_growth=-0.5,
+    )
+    assert signals[("ns", "b")].queue_time_ms is None
+
+
+def test_fetch_all_raises_unavailable_when_prometheus_fails() -> None:
+    def broken(promql: str, at: float) -> list[dict[str, Any]]:
+        raise ConnectionError("refused")
+
+    with pytest.raises(SignalsUnavailableError, match="refused"):
+        PrometheusSignalSource("http://prom", query=broken).fetch_all(at=0)
+
+
+def test_availability_names_the_reason() -> None:
+    fresh = ServiceSignals(observed_at=100, request_rate=1)
+    assert availability(fresh, None, now=110, max_age_seconds=30) is None
+    assert availability(fresh, None, now=200, max_age_seconds=30) == Unavailable(
+        "StaleSamples", "newest sample is 100 s old (bound 30 s)"
+    )
+    missing = availability(None, None, now=0, max_age_seconds=30)
+    assert missing is not None and missing.reason == "NoSamples"
+    down = availability(fresh, "connection refused", now=110, max_age_seconds=30)
+    assert down == Unavailable("PrometheusUnreachable", "connection refused")

@@ -1,0 +1,101 @@
+"""The generated model.py, the manifest and the example config (pure builders)."""
+
+import ast
+
+import pytest
+
+from tenfold.api.enums import Precision, Task
+from tenfold_runtime import builders, examples
+from tenfold_runtime.guard import Accuracy, Attempt, Decision, GuardMetric
+
+
+def _model_py(**overrides):
+    args = dict(
+        model_name="minilm",
+        task=Task.EMBEDDING,
+        precision=Precision.INT8,
+        max_length=256,
+        device="cpu",
+        runtime_version="0.1.0",
+    )
+    return builders.render_model_py(**(args | overrides))
+
+
+def test_model_py_is_valid_python_naming_the_contract_tensors():
+    source = _model_py()
+    ast.parse(source)
+    assert 'INPUT_NAME = "TEXT"' in source
+    assert 'OUTPUT_NAME = "EMBEDDING"' in source
+    assert "MAX_LENGTH = 256" in source
+    assert '"model.pt"' in source
+    assert "class TritonPythonModel" in source
+
+
+def test_model_py_refuses_tasks_it_does_not_serve():
+    with pytest.raises(ValueError, match="embedding"):
+        _model_py(task=Task.CLASSIFICATION)
+
+
+def test_template_fails_on_a_missing_variable():
+    import jinja2
+
+    template = builders._environment().get_template("model.py.j2")
+    with pytest.raises(jinja2.UndefinedError):
+        template.render(model_name="m")
+
+
+def test_embedding_io_matches_the_operator_contract():
+    inputs, outputs = builders.embedding_io(384)
+    assert [builders.io_json(t) for t in inputs] == [
+        {"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}
+    ]
+    assert [builders.io_json(t) for t in outputs] == [
+        {"name": "EMBEDDING", "data_type": "TYPE_FP32", "dims": [384]}
+    ]
+
+
+def _spec(precision=Precision.INT8):
+    return examples.minilm_spec("minilm", precision, examples.config_pbtxt("minilm"))
+
+
+def test_spec_digest_is_stable_and_sensitive_to_the_spec():
+    assert builders.spec_digest(_spec()) == builders.spec_digest(_spec())
+    assert builders.spec_digest(_spec()) != builders.spec_digest(_spec(Precision.FP32))
+
+
+def test_manifest_records_request_served_accuracy_and_every_attempt():
+    rejected = Attempt(
+        Precision.INT8, False, "drop 0.02 > 0.01", Accuracy(GuardMetric.COSINE, 0.98, 0.96, 64)
+    )
+    accepted = Attempt(
+        Precision.MIXED, True, "drop 0.005 <= 0.01", Accuracy(GuardMetric.COSINE, 0.995, 0.99, 64)
+    )
+    inputs, outputs = builders.embedding_io(384)
+    manifest = builders.build_manifest(
+        spec=_spec(),
+        source_digest="sha256:abc",
+        decision=Decision(Precision.MIXED, (rejected, accepted)),
+        runtime_version="0.1.0",
+        started_at="t0",
+        finished_at="t1",
+        inputs=inputs,
+        outputs=outputs,
+    )
+    assert manifest["precision_requested"] == "int8"
+    assert manifest["precision_served"] == "mixed"
+    assert manifest["accuracy"]["mean"] == pytest.approx(0.995)
+    assert manifest["guard"]["decision"] == "accepted"
+    assert [a["precision"] for a in manifest["guard"]["attempts"]] == ["int8", "mixed"]
+    assert manifest["source_digest"] == "sha256:abc"
+    assert manifest["io"]["outputs"][0]["dims"] == [384]
+
+
+def test_example_config_without_a_window_has_no_dynamic_batching():
+    naive = examples.config_pbtxt("m", max_queue_delay_microseconds=None)
+    batched = examples.config_pbtxt(
+        "m", max_queue_delay_microseconds=2000, preferred_batch_size=(8, 16), response_cache=True
+    )
+    assert "dynamic_batching" not in naive
+    assert "max_queue_delay_microseconds: 2000" in batched
+    assert "preferred_batch_size: 8 preferred_batch_size: 16" in batched
+    assert "response_cache { enable: true }" in batched

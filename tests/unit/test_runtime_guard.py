@@ -1,0 +1,110 @@
+"""The accuracy guard's metrics and ladder decisions (pure, no torch)."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from tenfold.api.enums import GuardMetric, Precision
+from tenfold_runtime import guard
+
+
+def test_cosine_of_identical_rows_is_one_and_of_opposite_rows_minus_one():
+    a = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]])
+    assert guard.cosine_scores(a, a) == pytest.approx([1.0, 1.0])
+    assert guard.cosine_scores(a, -a) == pytest.approx([-1.0, -1.0])
+
+
+def test_cosine_scores_a_zero_vector_as_no_agreement():
+    a = np.array([[0.0, 0.0], [1.0, 0.0]])
+    b = np.array([[1.0, 0.0], [1.0, 0.0]])
+    assert guard.cosine_scores(a, b) == pytest.approx([0.0, 1.0])
+
+
+def test_cosine_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        guard.cosine_scores(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+@given(
+    arrays(np.float64, (4, 8), elements=st.floats(-10, 10)).filter(
+        lambda a: np.all(np.linalg.norm(a, axis=1) > 1e-3)
+    ),
+    st.floats(0.01, 100),
+)
+def test_cosine_ignores_scale(vectors, scale):
+    assert guard.cosine_scores(vectors, vectors * scale) == pytest.approx(np.ones(4))
+
+
+def test_measure_cosine_reports_mean_min_and_drop():
+    ref = np.array([[1.0, 0.0], [1.0, 0.0]])
+    cand = np.array([[1.0, 0.0], [0.0, 1.0]])
+    acc = guard.measure(GuardMetric.COSINE, ref, cand)
+    assert (acc.mean, acc.min, acc.samples) == (pytest.approx(0.5), pytest.approx(0.0), 2)
+    assert acc.drop == pytest.approx(0.5)
+
+
+def test_measure_top1_agreement_counts_matching_argmax():
+    ref = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    cand = np.array([[0.2, 0.8], [0.4, 0.6], [0.1, 0.9], [0.9, 0.1]])
+    acc = guard.measure(GuardMetric.TOP1_AGREEMENT, ref, cand)
+    assert acc.mean == pytest.approx(0.75)
+    assert acc.min == 0.0
+    assert acc.drop == pytest.approx(0.25)
+
+
+def test_measure_logit_mse_uses_the_error_itself_as_drop_and_worst_as_min():
+    ref = np.array([[0.0, 0.0], [0.0, 0.0]])
+    cand = np.array([[1.0, 1.0], [0.0, 0.0]])
+    acc = guard.measure(GuardMetric.LOGIT_MSE, ref, cand)
+    assert acc.mean == pytest.approx(0.5)
+    assert acc.min == pytest.approx(1.0)
+    assert acc.drop == pytest.approx(0.5)
+
+
+def test_verdict_accepts_at_the_limit_and_rejects_above_with_a_reason():
+    at_limit = guard.Accuracy(GuardMetric.COSINE, mean=0.99, min=0.98, samples=4)
+    below = guard.Accuracy(GuardMetric.COSINE, mean=0.947, min=0.92, samples=4)
+    assert guard.verdict(at_limit, 0.01)[0] is True
+    accepted, reason = guard.verdict(below, 0.01)
+    assert accepted is False
+    assert "0.0530 > max_drop 0.0100" in reason
+
+
+def test_ladder_starts_with_the_request_and_drops_duplicates():
+    order = guard.ladder(Precision.INT8, [Precision.MIXED, Precision.INT8, Precision.FP32])
+    assert order == [Precision.INT8, Precision.MIXED, Precision.FP32]
+
+
+def _trier(results):
+    def attempt(precision):
+        accepted = results[precision]
+        return guard.Attempt(precision, accepted, "ok" if accepted else "too lossy")
+
+    return attempt
+
+
+def test_walk_ladder_stops_at_the_first_accepted_precision_and_keeps_every_attempt():
+    results = {Precision.INT8: False, Precision.MIXED: True, Precision.FP32: True}
+    decision = guard.walk_ladder(list(results), _trier(results))
+    assert decision.ok
+    assert decision.served is Precision.MIXED
+    assert [a.precision for a in decision.attempts] == [Precision.INT8, Precision.MIXED]
+
+
+def test_walk_ladder_serves_nothing_when_every_precision_fails():
+    results = {Precision.INT8: False, Precision.FP16: False}
+    decision = guard.walk_ladder(list(results), _trier(results))
+    assert not decision.ok
+    assert decision.served is None
+    assert len(decision.attempts) == 2
+
+
+def test_attempt_json_carries_precision_accuracy_and_drop():
+    acc = guard.Accuracy(GuardMetric.COSINE, mean=0.98, min=0.96, samples=64)
+    data = guard.Attempt(Precision.INT8, False, "too lossy", acc, {"k": 1}).to_json()
+    assert data["precision"] == "int8"
+    assert data["accuracy"]["metric"] == "cosine"
+    assert data["accuracy"]["drop"] == pytest.approx(0.02)
+    assert data["details"] == {"k": 1}
