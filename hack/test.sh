@@ -13,4 +13,5 @@ echo "tenfold: setup took $(( $(date +%s) - start ))s" >&2
 
 ruff check .
 ruff format --check .
+mypy
 python -m pytest tests "$@"

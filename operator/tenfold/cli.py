@@ -74,14 +74,15 @@ def command_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def command_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print the Kubernetes objects the operator would apply, for review and GitOps."""
-    from tenfold.controller.reconcile import replica_cost, replicas_to_run
+    from tenfold.api.cost import replica_cost
+    from tenfold.controller.reconcile import replicas_to_run
     from tenfold.plan import build_plan, render_yaml
 
     catalog = load_catalog()
     objects: list[dict[str, Any]] = []
     try:
         for service in _services(read_documents(args.file), args.namespace):
-            cost = replica_cost(service.spec, catalog, service.spec.budget.price_overrides)
+            cost = replica_cost(service.spec, catalog)
             replicas = replicas_to_run(service.spec, cost)
             objects += build_plan(
                 service.name, service.namespace, service.spec, replicas=replicas, catalog=catalog

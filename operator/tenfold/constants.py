@@ -34,3 +34,16 @@ CACHE_METRICS_PORT: Final = 9090
 MODEL_REPOSITORY_PATH: Final = "/models"
 PREPARE_SPEC_PATH: Final = "/etc/tenfold/prepare.json"
 PREPARE_MANIFEST_FILE: Final = "tenfold-manifest.json"
+
+# tritonserver's own arguments in every pod; `tenfold_runtime.local` starts the same ones.
+TRITON_BASE_ARGS: Final = (
+    f"--model-repository={MODEL_REPOSITORY_PATH}",
+    f"--http-port={TRITON_HTTP_PORT}",
+    f"--grpc-port={TRITON_GRPC_PORT}",
+    f"--metrics-port={TRITON_METRICS_PORT}",
+    "--allow-metrics=true",
+    "--model-control-mode=none",
+    "--strict-readiness=true",
+    # Request-latency quantiles, so the autoscaler and dashboards read p95 directly.
+    "--metrics-config=summary_latencies=true",
+)

@@ -133,3 +133,29 @@ def build_manifest(
         "finished_at": finished_at,
         **(extra or {}),
     }
+
+
+# Kubernetes keeps at most 4096 bytes of a container's termination message.
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+def termination_report(manifest: dict[str, object]) -> str:
+    """The prepare result as the init container's termination message.
+
+    The operator reads it from the pod status (status.precision, status.accuracy): the one
+    way a pod's result reaches the API without giving pods write access to it.
+    """
+    guard = manifest.get("guard") or {}
+    attempts = guard.get("attempts", []) if isinstance(guard, dict) else []
+    decision = "; ".join(
+        f"{a.get('precision')} {'accepted' if a.get('accepted') else 'rejected'}: {a.get('reason')}"
+        for a in attempts
+        if isinstance(a, dict)
+    )
+    report = {
+        "precision_requested": manifest.get("precision_requested"),
+        "precision_served": manifest.get("precision_served"),
+        "accuracy": manifest.get("accuracy"),
+        "decision": decision[:2048],
+    }
+    return json.dumps(report, sort_keys=True)[:TERMINATION_MESSAGE_LIMIT]

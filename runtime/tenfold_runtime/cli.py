@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -98,7 +99,21 @@ def run_prepare(args: argparse.Namespace) -> int:
         logging.error("%s", error)
         return EXIT_PREPARE_ERROR
     print(json.dumps(manifest, indent=2))
+    write_termination_report(manifest)
     return 0
+
+
+def write_termination_report(manifest: dict[str, object]) -> None:
+    """Leave the result where the kubelet reads a container's termination message.
+
+    The kubelet mounts that file into every container; outside a pod it does not exist and
+    nothing is written.
+    """
+    from tenfold_runtime.builders import termination_report
+
+    path = Path(os.environ.get("TENFOLD_TERMINATION_LOG", "/dev/termination-log"))
+    if path.is_file() and os.access(path, os.W_OK):
+        path.write_text(termination_report(manifest))
 
 
 def _interrupt(signum: int, frame: object) -> None:

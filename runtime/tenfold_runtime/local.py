@@ -27,12 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenfold.constants import (
-    MODEL_REPOSITORY_PATH,
-    TRITON_GRPC_PORT,
-    TRITON_HTTP_PORT,
-    TRITON_METRICS_PORT,
-)
+from tenfold.constants import TRITON_BASE_ARGS
 from tenfold_runtime.builders import SITE_DIRS_ENV
 
 log = logging.getLogger(__name__)
@@ -67,16 +62,7 @@ class TritonInstall:
 
 def container_command(cache_bytes: int | None = None, extra_args: Sequence[str] = ()) -> list[str]:
     """The main container's command as the operator renders it in the Deployment."""
-    command = [
-        "tritonserver",
-        f"--model-repository={MODEL_REPOSITORY_PATH}",
-        f"--http-port={TRITON_HTTP_PORT}",
-        f"--grpc-port={TRITON_GRPC_PORT}",
-        f"--metrics-port={TRITON_METRICS_PORT}",
-        "--allow-metrics=true",
-        "--model-control-mode=none",
-        "--strict-readiness=true",
-    ]
+    command = ["tritonserver", *TRITON_BASE_ARGS]
     if cache_bytes:
         command.append(f"--cache-config=local,size={cache_bytes}")
     return [*command, *extra_args]

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenfold.api.catalog import load_catalog
+from tenfold.api.cost import max_affordable_replicas, replica_cost
 from tenfold.api.spec import InferenceServiceSpec
-from tenfold.autoscale.budget import clamp, max_affordable_replicas, replica_cost
+from tenfold.autoscale.budget import clamp
 
 
 def service(hardware: dict[str, object], budget: dict[str, object]) -> InferenceServiceSpec:

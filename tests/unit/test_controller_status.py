@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from tenfold.api.cost import max_affordable_replicas
 from tenfold.api.resource import parse_spec
 from tenfold.api.status import ConditionStatus, ConditionType
 from tenfold.controller import status as rules
-from tenfold.controller.reconcile import affordable_replicas, changed_fields, replicas_to_run
+from tenfold.controller.reconcile import changed_fields, replicas_to_run
 
 NOW, LATER = "2026-11-22T10:00:00Z", "2026-11-22T10:05:00Z"
 
@@ -157,7 +158,7 @@ def test_replicas_to_run_is_bounded_and_within_budget():
             "replicas": 8,
         }
     )
-    assert affordable_replicas(spec, 0.526) == 3
+    assert max_affordable_replicas(spec.budget.hourly_cap(), 0.526) == 3
     assert replicas_to_run(spec, 0.526) == 3
     unscaled = spec.model_copy(update={"replicas": None})
     assert replicas_to_run(unscaled, 0.526) == 1

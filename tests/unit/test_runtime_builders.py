@@ -99,3 +99,34 @@ def test_example_config_without_a_window_has_no_dynamic_batching():
     assert "max_queue_delay_microseconds: 2000" in batched
     assert "preferred_batch_size: 8 preferred_batch_size: 16" in batched
     assert "response_cache { enable: true }" in batched
+
+
+def test_termination_report_is_what_the_operator_reads():
+    from tenfold.controller.status import accuracy_status, prepared_model
+    from tenfold_runtime.builders import TERMINATION_MESSAGE_LIMIT, termination_report
+
+    manifest = {
+        "precision_requested": "int8",
+        "precision_served": "mixed",
+        "accuracy": {"metric": "cosine", "mean": 0.9905, "min": 0.9859, "drop": 0.0095},
+        "guard": {
+            "attempts": [
+                {"precision": "int8", "accepted": False, "reason": "drop 0.0225 > 0.0100"},
+                {"precision": "mixed", "accepted": True, "reason": "drop 0.0095 <= 0.0100"},
+            ]
+        },
+    }
+    message = termination_report(manifest)
+    assert len(message) <= TERMINATION_MESSAGE_LIMIT
+    pod = {
+        "status": {
+            "initContainerStatuses": [
+                {"name": "prepare", "state": {"terminated": {"exitCode": 0, "message": message}}}
+            ]
+        }
+    }
+    report = prepared_model([pod])
+    assert report["precision_served"] == "mixed"
+    status = accuracy_status(report)
+    assert status["mean"] == 0.9905
+    assert status["decision"].startswith("int8 rejected: drop 0.0225")

@@ -58,17 +58,10 @@ def _cel_map(mapping: Mapping[str, object]) -> str:
 
 
 def min_replicas_cost(spec: InferenceServiceSpec, catalog: GpuCatalog) -> float:
-    """USD per hour of running the spec's minReplicas."""
-    hardware = spec.hardware
-    per_replica = catalog.replica_cost(
-        hardware.gpu_type,
-        hardware.gpus_per_replica,
-        hardware.cpu_cores(),
-        hardware.memory_bytes(),
-        hardware.spot,
-        spec.budget.price_overrides,
-    )
-    return spec.autoscaling.min_replicas * per_replica
+    """USD per hour of running the spec's minReplicas at catalog prices."""
+    from tenfold.api.cost import replica_cost  # cost imports spec, which imports this module
+
+    return spec.autoscaling.min_replicas * replica_cost(spec, catalog)
 
 
 def _budget_covers_min(spec: InferenceServiceSpec) -> bool:

@@ -1,38 +1,8 @@
-"""The hard cost cap: how many replicas the budget pays for, and the clamp that enforces it."""
+"""The clamp that enforces the hard cost cap (the budget math itself is tenfold.api.cost)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-
-from tenfold.api.catalog import GpuCatalog
-from tenfold.api.spec import InferenceServiceSpec
-
-# Slack so that a budget written as exactly N replicas' price buys N despite float rounding;
-# the same tolerance admission uses (api/rules.py).
-PRICE_EPSILON = 1e-9
-
-
-def replica_cost(spec: InferenceServiceSpec, catalog: GpuCatalog) -> float:
-    """USD per hour of one replica: GPUs x GPU price (spot or on-demand, overrides first) for
-    a GPU type, requested vCPUs and memory for cpu."""
-    hardware = spec.hardware
-    return catalog.replica_cost(
-        hardware.gpu_type,
-        hardware.gpus_per_replica,
-        hardware.cpu_cores(),
-        hardware.memory_bytes(),
-        hardware.spot,
-        spec.budget.price_overrides,
-    )
-
-
-def max_affordable_replicas(hourly_cap: float | None, cost_per_replica: float) -> int | None:
-    """The most replicas the hourly cap pays for: floor(cap / cost); None means no limit
-    (no budget, or replicas that cost nothing)."""
-    if hourly_cap is None or cost_per_replica <= 0:
-        return None
-    return math.floor(hourly_cap / cost_per_replica + PRICE_EPSILON)
 
 
 @dataclass(frozen=True)

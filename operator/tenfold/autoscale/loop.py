@@ -17,10 +17,10 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from tenfold.api.catalog import GpuCatalog, load_catalog
+from tenfold.api.cost import max_affordable_replicas, replica_cost
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.autoscale.actuator import apply_scale
-from tenfold.autoscale.budget import max_affordable_replicas, replica_cost
 from tenfold.autoscale.policy import History, PolicyParams, decide
 from tenfold.autoscale.signals import (
     PrometheusSignalSource,

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tenfold.api.cost import max_affordable_replicas
 from tenfold.api.spec import AutoscalingSpec
-from tenfold.autoscale.budget import max_affordable_replicas
 from tenfold.autoscale.policy import History, PolicyParams, decide
 from tenfold.autoscale.signals import ServiceSignals
 

@@ -41,6 +41,6 @@ async def on_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 
 @kopf.on.delete(*RESOURCE, id="forget-metrics", optional=True)
-def on_delete(namespace: str, name: str, **_: Any) -> None:
+def on_delete(namespace: str | None, name: str, **_: Any) -> None:
     """Drop the deleted service's metric series (optional: adds no finalizer)."""
-    handling.forget_service(namespace, name)
+    handling.forget_service(namespace or "", name)

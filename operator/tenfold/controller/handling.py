@@ -10,7 +10,8 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from tenfold.api.resource import InvalidSpecError
-from tenfold.controller import metrics
+from tenfold.autoscale.loop import autoscale_tick, default_autoscaler
+from tenfold.controller import kube, metrics
 from tenfold.controller import reconcile as rc
 from tenfold.controller.apply import MissingApiError
 
@@ -48,19 +49,35 @@ def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: rc.Operato
     patch.status.update(rc.changed_fields(previous, settled))
 
 
-async def refresh_status(
-    body: Mapping[str, Any], patch: kopf.Patch, config: rc.OperatorConfig
-) -> None:
-    """Observe the children and write only the status fields that changed."""
+async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: rc.OperatorConfig) -> None:
+    """Observe the children, let the autoscaler decide, write only what changed.
+
+    One timer does both so that a single patch writes `conditions`: the autoscaler's
+    BudgetLimited and MetricsUnavailable are merged into the observed list, not raced.
+    """
     previous = dict(body.get("status") or {})
     try:
         service = rc.parse_body(body)
     except InvalidSpecError:
         return  # the apply handler already reported it
     try:
-        current = await asyncio.to_thread(rc.observed_status, service, previous, config)
+        observed = await asyncio.to_thread(rc.observed_status, service, previous, config)
     except ApiException as error:
         raise _retry_for(error) from error
+
+    def emit(kind: str, reason: str, message: str) -> None:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+    scaling = await autoscale_tick(
+        service.namespace,
+        service.name,
+        body["spec"],
+        {**previous, **observed},
+        emit=emit,
+        generation=service.generation,
+        autoscaler=default_autoscaler(kube.custom()),
+    )
+    current = {**observed, **scaling}
     metrics.record_status(
         service.namespace, service.name, {**previous, **current}, service.spec.budget.hourly_cap()
     )
@@ -68,5 +85,6 @@ async def refresh_status(
 
 
 def forget_service(namespace: str, name: str) -> None:
-    """A service is gone: drop its metric series."""
+    """A service is gone: drop its metric series and its scaling history."""
     metrics.forget(namespace, name)
+    default_autoscaler(kube.custom()).forget(namespace, name)

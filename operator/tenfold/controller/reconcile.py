@@ -6,14 +6,14 @@ controller.status) do not already decide. Side effects go through apply.py and o
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tenfold.api.catalog import GpuCatalog, load_catalog
+from tenfold.api.catalog import load_catalog
+from tenfold.api.cost import max_affordable_replicas, replica_cost
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.resource import InferenceService, parse_inference_service
 from tenfold.api.spec import InferenceServiceSpec
@@ -50,34 +50,6 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def effective_overrides(spec: InferenceServiceSpec, cluster: Mapping[str, float]) -> dict:
-    """Cluster price overrides, with the service's own overrides winning."""
-    return {**cluster, **spec.budget.price_overrides}
-
-
-def replica_cost(spec: InferenceServiceSpec, catalog: GpuCatalog, overrides: Mapping) -> float:
-    """USD per hour of one replica of this spec."""
-    hardware = spec.hardware
-    return catalog.replica_cost(
-        hardware.gpu_type,
-        hardware.gpus_per_replica,
-        hardware.cpu_cores(),
-        hardware.memory_bytes(),
-        hardware.spot,
-        overrides,
-    )
-
-
-def affordable_replicas(spec: InferenceServiceSpec, cost_per_replica: float) -> int | None:
-    """The most replicas the budget pays for; None without a budget."""
-    cap = spec.budget.hourly_cap()
-    if cap is None:
-        return None
-    if cost_per_replica <= 0:
-        return None
-    return math.floor(cap / cost_per_replica + 1e-9)
-
-
 def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> int:
     """Replicas the Deployment gets: the scale subresource's value, bounded, never over budget.
 
@@ -87,7 +59,7 @@ def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> int:
     wanted = spec.replicas if spec.replicas is not None else spec.autoscaling.min_replicas
     if spec.autoscaling.mode != AutoscalingMode.OFF:
         wanted = max(spec.autoscaling.min_replicas, min(spec.autoscaling.max_replicas, wanted))
-    ceiling = affordable_replicas(spec, cost_per_replica)
+    ceiling = max_affordable_replicas(spec.budget.hourly_cap(), cost_per_replica)
     return wanted if ceiling is None else min(wanted, ceiling)
 
 
@@ -110,7 +82,7 @@ def parse_body(body: Mapping[str, Any]) -> InferenceService:
 def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, Any]:
     """Apply the plan for the service; returns the status fields it settles."""
     catalog = load_catalog()
-    cost = replica_cost(service.spec, catalog, effective_overrides(service.spec, _prices(config)))
+    cost = replica_cost(service.spec, catalog, _prices(config))
     replicas = replicas_to_run(service.spec, cost)
     objects = build_plan(
         service.name,
@@ -145,9 +117,7 @@ def observed_status(
     )
     deployment_status = (seen.deployment or {}).get("status") or {}
     running = int(deployment_status.get("replicas") or 0)
-    cost = replica_cost(
-        service.spec, load_catalog(), effective_overrides(service.spec, _prices(config))
-    )
+    cost = replica_cost(service.spec, load_catalog(), _prices(config))
     report = status_rules.prepared_model(seen.pods)
     return {
         "conditions": conditions,

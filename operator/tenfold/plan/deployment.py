@@ -17,6 +17,7 @@ from tenfold.constants import (
     MODEL_REPOSITORY_PATH,
     PREPARE_MANIFEST_FILE,
     PREPARE_SPEC_PATH,
+    TRITON_BASE_ARGS,
     TRITON_GRPC_PORT,
     TRITON_HTTP_PORT,
     TRITON_METRICS_PORT,
@@ -52,17 +53,6 @@ _SIDECAR_OVERHEAD_BYTES = 128 * _MI
 
 # The runtime image built from Dockerfile.runtime at this version; the chart overrides it.
 DEFAULT_RUNTIME_IMAGE = f"tenfold/runtime:{__version__}"
-TRITON_BASE_ARGS = (
-    f"--model-repository={MODEL_REPOSITORY_PATH}",
-    f"--http-port={TRITON_HTTP_PORT}",
-    f"--grpc-port={TRITON_GRPC_PORT}",
-    f"--metrics-port={TRITON_METRICS_PORT}",
-    "--allow-metrics=true",
-    "--model-control-mode=none",
-    "--strict-readiness=true",
-    # Request-latency quantiles, so the autoscaler and dashboards read p95 directly.
-    "--metrics-config=summary_latencies=true",
-)
 RUNTIME_ENV = (
     # Weights come from the model source only; never reach the Hugging Face Hub.
     {"name": "HF_HUB_OFFLINE", "value": "1"},
