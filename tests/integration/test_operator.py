@@ -155,9 +155,15 @@ def test_create_makes_children_that_run_and_report_ready(
         assert "nvidia.com/gpu.product" not in node_labels(kubectl, pod["spec"]["nodeName"])
     assert service["status"]["selector"]
     assert service["status"]["endpoints"]["http"].endswith(":8080")
-    exported = urllib.request.urlopen(quiet_operator.metrics_url, timeout=10).read().decode()
-    cost = f'tenfold_service_cost_per_hour_usd{{name="minilm",namespace="{namespace}"}}'
-    assert f"{cost} {service['status']['costPerHour']}" in exported
+    gauge = f'tenfold_service_cost_per_hour_usd{{name="minilm",namespace="{namespace}"}}'
+
+    def exported_cost_matches_status() -> bool:
+        # The gauge and the status are written by the same tick; read both until they agree.
+        cost = get_json(kubectl, namespace, "inferenceservice", "minilm")["status"]["costPerHour"]
+        exported = urllib.request.urlopen(quiet_operator.metrics_url, timeout=10).read().decode()
+        return cost > 0 and f"{gauge} {cost}" in exported
+
+    wait_for(exported_cost_matches_status, "the operator's cost gauge to match the status")
 
 
 def test_pods_land_on_the_requested_gpu_type(

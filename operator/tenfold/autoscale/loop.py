@@ -174,11 +174,13 @@ class Autoscaler:
         emit: Emit,
         generation: int = 0,
         capacity_per_replica: float | None = None,
+        cluster_prices: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """Decide, act (mode auto), post events, and return the status patch (camelCase).
 
         `status` is the current status (its conditions, readyReplicas, replicas and
         lastDecision are read); an invalid `spec` raises pydantic.ValidationError.
+        `cluster_prices` are the cluster's price overrides (the price ConfigMap).
         """
         model = InferenceServiceSpec.model_validate(dict(spec))
         auto = model.autoscaling
@@ -188,7 +190,7 @@ class Autoscaler:
         signals = snapshot.services.get(key)
         missing = availability(signals, snapshot.error, now, self.settings.max_signal_age_seconds)
         current = model.replicas if model.replicas is not None else auto.min_replicas
-        per_replica = replica_cost(model, self._catalog)
+        per_replica = replica_cost(model, self._catalog, cluster_prices)
         cap = model.budget.hourly_cap()
         params = PolicyParams(capacity_per_replica or self.settings.capacity_per_replica)
         decision = decide(
@@ -254,6 +256,7 @@ async def autoscale_tick(
     generation: int = 0,
     capacity_per_replica: float | None = None,
     autoscaler: Autoscaler | None = None,
+    cluster_prices: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """One autoscaling tick for one InferenceService; returns its status patch (camelCase).
 
@@ -268,4 +271,5 @@ async def autoscale_tick(
         emit=emit,
         generation=generation,
         capacity_per_replica=capacity_per_replica,
+        cluster_prices=cluster_prices,
     )

@@ -61,7 +61,8 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: rc.Operator
     except InvalidSpecError:
         return  # the apply handler already reported it
     try:
-        observed = await asyncio.to_thread(rc.observed_status, service, previous, config)
+        prices = await asyncio.to_thread(rc.cluster_prices, config)
+        observed = await asyncio.to_thread(rc.observed_status, service, previous, prices)
     except ApiException as error:
         raise _retry_for(error) from error
 
@@ -76,6 +77,7 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: rc.Operator
         emit=emit,
         generation=service.generation,
         autoscaler=default_autoscaler(kube.custom()),
+        cluster_prices=prices,
     )
     current = {**observed, **scaling}
     metrics.record_status(

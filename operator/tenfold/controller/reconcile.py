@@ -63,7 +63,8 @@ def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> int:
     return wanted if ceiling is None else min(wanted, ceiling)
 
 
-def _prices(config: OperatorConfig) -> dict[str, float]:
+def cluster_prices(config: OperatorConfig) -> dict[str, float]:
+    """The cluster's price overrides (the operator's price ConfigMap)."""
     return observe.cluster_price_overrides(config.namespace, config.prices_configmap)
 
 
@@ -82,7 +83,7 @@ def parse_body(body: Mapping[str, Any]) -> InferenceService:
 def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, Any]:
     """Apply the plan for the service; returns the status fields it settles."""
     catalog = load_catalog()
-    cost = replica_cost(service.spec, catalog, _prices(config))
+    cost = replica_cost(service.spec, catalog, cluster_prices(config))
     replicas = replicas_to_run(service.spec, cost)
     objects = build_plan(
         service.name,
@@ -106,9 +107,9 @@ def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, An
 def observed_status(
     service: InferenceService,
     previous: Mapping[str, Any],
-    config: OperatorConfig,
+    prices: Mapping[str, float],
 ) -> dict[str, Any]:
-    """Status fields computed from the running Deployment and pods."""
+    """Status fields computed from the running Deployment and pods, at the given prices."""
     seen = observe.observe(service.name, service.namespace, pod_selector(service.name))
     desired = int(previous.get("desiredReplicas") or 0)
     updates = status_rules.deployment_conditions(seen.deployment, seen.pods, desired)
@@ -117,7 +118,7 @@ def observed_status(
     )
     deployment_status = (seen.deployment or {}).get("status") or {}
     running = int(deployment_status.get("replicas") or 0)
-    cost = replica_cost(service.spec, load_catalog(), _prices(config))
+    cost = replica_cost(service.spec, load_catalog(), prices)
     report = status_rules.prepared_model(seen.pods)
     return {
         "conditions": conditions,
