@@ -316,6 +316,20 @@ class BenchOptions:
     perf_analyzer: str | None = None
 
 
+def single_model_repository(repository: Path, model: str, root: Path) -> Path:
+    """A repository holding only `model` (a link to the prepared one), as in a pod.
+
+    One Triton per variant: models loaded beside it would keep Python-backend stubs with
+    their own thread pools on the same 2 CPUs, and no tenfold pod serves two models.
+    """
+    target = root / model
+    target.mkdir(parents=True, exist_ok=True)
+    link = target / model
+    if not link.is_symlink():
+        link.symlink_to((repository / model).resolve(), target_is_directory=True)
+    return target
+
+
 def run_bench(
     options: BenchOptions, command_line: str, progress: Callable[[str], None] = print
 ) -> dict[str, object]:
@@ -334,20 +348,22 @@ def run_bench(
     points: list[Point] = []
     ceilings: dict[str, float] = {}
     load: dict[str, list[float]] = {}
-    with start_triton(repository, log_path=output / "tritonserver.log") as handle:
-        for variant in VARIANTS:
-            # The ceiling is measured right before its variant's sweep (Triton idle), so
-            # both see the same machine; on a shared host that matters more than anything.
-            progress(f"bench: {variant.label}: in-process ceiling at batch {options.ceiling_batch}")
-            ceilings[variant.name] = torch_ceiling(
-                repository / variant.name / "1",
-                texts,
-                options.ceiling_batch,
-                options.ceiling_seconds,
-            )
-            levels = options.levels if variant.batching else options.naive_levels
-            progress(f"bench: {variant.label} at concurrency {list(levels)}")
-            before = os.getloadavg()[0]
+    for variant in VARIANTS:
+        # The ceiling is measured right before its variant's sweep, with no Triton running,
+        # so both see the same machine; on a 2-core host that matters more than anything.
+        progress(f"bench: {variant.label}: in-process ceiling at batch {options.ceiling_batch}")
+        ceilings[variant.name] = torch_ceiling(
+            repository / variant.name / "1",
+            texts,
+            options.ceiling_batch,
+            options.ceiling_seconds,
+        )
+        levels = options.levels if variant.batching else options.naive_levels
+        progress(f"bench: {variant.label} at concurrency {list(levels)}")
+        before = os.getloadavg()[0]
+        single = single_model_repository(repository, variant.name, output / "serving")
+        log_path = output / f"tritonserver-{variant.name}.log"
+        with start_triton(single, log_path=log_path) as handle:
             points += run_perf_analyzer(
                 handle,
                 variant.name,
@@ -358,7 +374,7 @@ def run_bench(
                 window_ms=options.window_ms,
                 price_per_hour=options.price_per_hour,
             )
-            load[variant.name] = [before, os.getloadavg()[0]]
+        load[variant.name] = [before, os.getloadavg()[0]]
     summary = summarize(points, ceilings)
     results = {
         "command": command_line,
