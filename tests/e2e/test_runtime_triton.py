@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 
 import numpy as np
@@ -103,8 +104,14 @@ def test_concurrent_requests_are_batched_into_fewer_executions(http_client):
     pending = [http_client.async_infer(FP32_MODEL, [text_input(httpclient, [t])]) for t in texts]
     rows = [request.get_result(timeout=60).as_numpy("EMBEDDING") for request in pending]
     assert all(row.shape == (1, 384) for row in rows)
-    after = http_client.get_inference_statistics(FP32_MODEL)["model_stats"][0]
-    inferences = int(after["inference_count"]) - int(before["inference_count"])
+    # Triton records statistics just after it sends a response: wait until they settle.
+    deadline = time.monotonic() + 10
+    while True:
+        after = http_client.get_inference_statistics(FP32_MODEL)["model_stats"][0]
+        inferences = int(after["inference_count"]) - int(before["inference_count"])
+        if inferences >= len(texts) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     executions = int(after["execution_count"]) - int(before["execution_count"])
     assert inferences == len(texts)
     # The dynamic batcher ran several requests per model execution.
