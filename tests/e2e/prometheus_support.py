@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from tenfold.testbed.procs import free_port
+
 T = TypeVar("T")
 
 
@@ -34,13 +35,6 @@ class ScrapeTarget:
 
     address: str
     labels: Mapping[str, str]
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prometheus_binary() -> str | None:

@@ -17,18 +17,12 @@ import yaml
 
 from tenfold.testbed import Kubectl
 from tenfold.testbed.health import wait_until
+from tenfold.testbed.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "serving.tenfold.dev_inferenceservices.yaml"
 OPERATOR_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class OperatorProcess:

@@ -138,7 +138,7 @@ def test_load_step_scales_up_budget_caps_and_missing_metrics_hold(
     wait_for(
         lambda: (service(kubectl, namespace).get("status") or {}).get("lastDecision"),
         "a first autoscaling decision in status.lastDecision (the controller's timer "
-        "must call tenfold.autoscale.loop.autoscale_tick)",
+        "must call default_autoscaler().tick)",
         timeout=30,
     )
     wait_for(lambda: running_pods(kubectl, namespace) == 1, "one running pod")

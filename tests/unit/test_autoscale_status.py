@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tenfold.api.enums import AutoscalingMode
-from tenfold.api.status import Condition, ConditionStatus, ConditionType
+from tenfold.api.status import Condition, ConditionStatus, ConditionType, merge_conditions
 from tenfold.autoscale.policy import Decision, History
 from tenfold.autoscale.signals import ServiceSignals, Unavailable
 from tenfold.autoscale.status import (
@@ -14,7 +14,6 @@ from tenfold.autoscale.status import (
     build_events,
     build_status_patch,
     cost_per_1k_requests,
-    merge_conditions,
     projected_monthly_cost,
     rfc3339,
 )

@@ -7,7 +7,9 @@ Flux read them without tenfold-specific health checks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -106,3 +108,25 @@ class InferenceServiceStatus(ApiModel):
     cost_per_1k_requests: float | None = Field(None, description="USD per 1,000 requests.")
     signals: Signals | None = Field(None, description="Live metrics last read.")
     last_decision: ScaleDecision | None = Field(None, description="Last scaling decision.")
+
+
+def merge_conditions(
+    existing: Sequence[Mapping[str, Any]], updates: Sequence[Condition]
+) -> list[dict[str, Any]]:
+    """The whole conditions list with `updates` replacing their types.
+
+    Types not updated (the controller's Ready, the autoscaler's BudgetLimited...) are kept,
+    and lastTransitionTime only moves when a condition's status flips. Sorted in
+    ConditionType order so the list reads the same whoever wrote it last.
+    """
+    merged = {str(c.get("type")): dict(c) for c in existing}
+    for update in updates:
+        new = update.model_dump(by_alias=True, mode="json")
+        old = merged.get(update.type.value)
+        if old is not None and old.get("status") == new["status"]:
+            new["lastTransitionTime"] = old.get("lastTransitionTime", new["lastTransitionTime"])
+        merged[update.type.value] = new
+    order = [t.value for t in ConditionType]
+    return sorted(
+        merged.values(), key=lambda c: order.index(c["type"]) if c["type"] in order else len(order)
+    )

@@ -1,6 +1,6 @@
 """The autoscaler's tick: shared signals, per-service decision, actuation, status patch.
 
-The controller's `@kopf.timer` calls `autoscale_tick` for each InferenceService every
+The controller's `@kopf.timer` calls `default_autoscaler().tick` for each InferenceService every
 `tick_seconds`. All services share one `SignalCache`, so Prometheus sees one round of queries
 per tick however many services there are.
 """
@@ -244,32 +244,3 @@ def default_autoscaler(api: client.CustomObjectsApi | None = None) -> Autoscaler
 
         _default = Autoscaler(AutoscaleSettings.from_env(), scale)
     return _default
-
-
-async def autoscale_tick(
-    namespace: str,
-    name: str,
-    spec: Mapping[str, Any],
-    status: Mapping[str, Any],
-    *,
-    emit: Emit,
-    generation: int = 0,
-    capacity_per_replica: float | None = None,
-    autoscaler: Autoscaler | None = None,
-    cluster_prices: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """One autoscaling tick for one InferenceService; returns its status patch (camelCase).
-
-    Call from the controller's timer (interval: `default_autoscaler().settings.tick_seconds`)
-    and merge the result into `patch.status`. `emit(type, reason, message)` posts an Event.
-    """
-    return await (autoscaler or default_autoscaler()).tick(
-        namespace,
-        name,
-        spec,
-        status,
-        emit=emit,
-        generation=generation,
-        capacity_per_replica=capacity_per_replica,
-        cluster_prices=cluster_prices,
-    )

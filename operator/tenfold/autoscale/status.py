@@ -6,7 +6,7 @@ cluster is exactly what the CRD schema declares.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +20,7 @@ from tenfold.api.status import (
     InferenceServiceStatus,
     ScaleDecision,
     Signals,
+    merge_conditions,
 )
 from tenfold.autoscale.policy import Decision
 from tenfold.autoscale.signals import ServiceSignals
@@ -112,21 +113,6 @@ def build_conditions(
         observed_generation=generation,
     )
     return [budget, metrics]
-
-
-def merge_conditions(
-    existing: Sequence[Mapping[str, Any]], updates: Sequence[Condition]
-) -> list[dict[str, Any]]:
-    """The full conditions list with `updates` replacing their types; other types (Ready,
-    Progressing...) are kept. lastTransitionTime only moves when the status flips."""
-    merged = {str(c.get("type")): dict(c) for c in existing}
-    for update in updates:
-        new = update.model_dump(by_alias=True, mode="json")
-        old = merged.get(update.type.value)
-        if old is not None and old.get("status") == new["status"]:
-            new["lastTransitionTime"] = old.get("lastTransitionTime", new["lastTransitionTime"])
-        merged[update.type.value] = new
-    return list(merged.values())
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from tenfold.api.resource import InvalidSpecError
-from tenfold.autoscale.loop import autoscale_tick, default_autoscaler
+from tenfold.autoscale.loop import default_autoscaler
 from tenfold.controller import kube, metrics
 from tenfold.controller import reconcile as rc
 from tenfold.controller.apply import MissingApiError
@@ -69,14 +69,13 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: rc.Operator
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
 
-    scaling = await autoscale_tick(
+    scaling = await default_autoscaler(kube.custom()).tick(
         service.namespace,
         service.name,
         body["spec"],
         {**previous, **observed},
         emit=emit,
         generation=service.generation,
-        autoscaler=default_autoscaler(kube.custom()),
         cluster_prices=prices,
     )
     current = {**observed, **scaling}

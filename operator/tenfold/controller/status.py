@@ -13,7 +13,8 @@ from typing import Any
 
 from tenfold.api.enums import CacheMode
 from tenfold.api.spec import InferenceServiceSpec
-from tenfold.api.status import ConditionStatus, ConditionType
+from tenfold.api.status import Condition, ConditionStatus, ConditionType
+from tenfold.api.status import merge_conditions as merge_api_conditions
 from tenfold.constants import (
     CACHE_HTTP_PORT,
     TRITON_GRPC_PORT,
@@ -58,26 +59,19 @@ def merge_conditions(
     generation: int,
     now: str,
 ) -> list[dict[str, Any]]:
-    """New conditions list: lastTransitionTime moves only when the status flips.
-
-    Conditions of types not updated now (e.g. BudgetLimited, owned by the autoscaler) are kept.
-    """
-    by_type = {c["type"]: dict(c) for c in previous}
-    for update in updates:
-        old = by_type.get(update.type.value)
-        changed = old is None or old.get("status") != update.status.value
-        by_type[update.type.value] = {
-            "type": update.type.value,
-            "status": update.status.value,
-            "reason": update.reason,
-            "message": update.message,
-            "lastTransitionTime": now if changed else old["lastTransitionTime"],  # type: ignore[index]
-            "observedGeneration": generation,
-        }
-    order = [t.value for t in ConditionType]
-    return sorted(
-        by_type.values(), key=lambda c: order.index(c["type"]) if c["type"] in order else len(order)
-    )
+    """New conditions list, stamped with this generation and time (see api merge rules)."""
+    stamped = [
+        Condition(
+            type=u.type,
+            status=u.status,
+            reason=u.reason,
+            message=u.message,
+            last_transition_time=now,
+            observed_generation=generation,
+        )
+        for u in updates
+    ]
+    return merge_api_conditions(list(previous), stamped)
 
 
 def _pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
