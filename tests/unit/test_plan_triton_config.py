@@ -16,6 +16,7 @@ from tenfold.plan.triton_config import (
     TASK_IO,
     build_config_pbtxt,
     build_prepare_spec,
+    build_step_configs,
 )
 
 
@@ -49,20 +50,84 @@ def test_every_task_and_backend_has_an_entry() -> None:
     assert set(BACKENDS) == set(Backend)
 
 
-@pytest.mark.parametrize(
-    ("backend", "platform"),
-    [
-        ("pytorch", "pytorch_libtorch"),
-        ("onnxruntime", "onnxruntime_onnx"),
-        ("tensorrt", "tensorrt_plan"),
-    ],
-)
-def test_platform_backends(backend: str, platform: str) -> None:
-    spec = make_spec(runtime={"backend": backend}, hardware={"gpuType": "T4", "gpusPerReplica": 1})
+def test_tensorrt_serves_the_model_itself() -> None:
+    spec = make_spec(
+        runtime={"backend": "tensorrt"}, hardware={"gpuType": "T4", "gpusPerReplica": 1}
+    )
     config = parsed(spec)
-    assert (config.platform, config.backend) == (platform, backend)
+    assert (config.platform, config.backend) == ("tensorrt_plan", "tensorrt")
     # Model parameters are the python backend's contract only.
     assert not config.parameters
+    assert build_step_configs(spec) == {}
+
+
+def step_configs(spec: InferenceServiceSpec) -> dict[str, mc.ModelConfig]:
+    """The ensemble steps as tritonserver would read them from the prepare spec."""
+    texts = build_prepare_spec("embed", spec).step_configs
+    return {name: text_format.Parse(text, mc.ModelConfig()) for name, text in texts.items()}
+
+
+@pytest.mark.parametrize(
+    ("backend", "platform"), [("pytorch", "pytorch_libtorch"), ("onnxruntime", "onnxruntime_onnx")]
+)
+def test_exported_backends_serve_an_ensemble(backend: str, platform: str) -> None:
+    spec = make_spec(runtime={"backend": backend}, cache={"responseCacheBytes": 1 << 20})
+    ensemble, steps = parsed(spec), step_configs(spec)
+    assert ensemble.platform == "ensemble"
+    assert ensemble.response_cache.enable
+    # The ensemble has no batcher or instances of its own; Triton rejects them there.
+    assert not ensemble.HasField("dynamic_batching")
+    assert not ensemble.instance_group
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
+        "minilm-tokenizer",
+        "minilm-encoder",
+    ]
+    assert set(steps) == {"minilm-tokenizer", "minilm-encoder"}
+    encoder = steps["minilm-encoder"]
+    assert (encoder.platform, encoder.backend) == (platform, backend)
+    assert steps["minilm-tokenizer"].backend == "python"
+
+
+def test_ensemble_wiring_matches_the_steps_tensors() -> None:
+    spec = make_spec(runtime={"backend": "onnxruntime"})
+    ensemble, steps = parsed(spec), step_configs(spec)
+    tokenizer_step, encoder_step = ensemble.ensemble_scheduling.step
+    tokenizer, encoder = steps[tokenizer_step.model_name], steps[encoder_step.model_name]
+    # Every name a step maps must be a tensor that step model declares.
+    assert set(tokenizer_step.input_map) == {t.name for t in tokenizer.input}
+    assert set(tokenizer_step.output_map) == {t.name for t in tokenizer.output}
+    assert set(encoder_step.input_map) == {t.name for t in encoder.input}
+    assert set(encoder_step.output_map) == {t.name for t in encoder.output}
+    # ...and the tokenizer's outputs are exactly what the encoder consumes.
+    assert set(tokenizer_step.output_map.values()) == set(encoder_step.input_map.values())
+    assert set(encoder_step.output_map.values()) == {o.name for o in ensemble.output}
+    assert set(tokenizer_step.input_map.values()) == {i.name for i in ensemble.input}
+    assert [o.dims for o in encoder.output] == [o.dims for o in ensemble.output]
+
+
+def test_batching_settings_go_to_the_encoder() -> None:
+    spec = make_spec(
+        runtime={"backend": "pytorch", "instancesPerReplica": 2},
+        hardware={"gpuType": "L4", "gpusPerReplica": 1},
+        batching={
+            "maxBatchSize": 16,
+            "maxQueueDelayMicroseconds": 2500,
+            "sequenceBuckets": [64, 16],
+        },
+    )
+    steps = step_configs(spec)
+    encoder, tokenizer = steps["minilm-encoder"], steps["minilm-tokenizer"]
+    assert encoder.max_batch_size == tokenizer.max_batch_size == parsed(spec).max_batch_size == 16
+    assert encoder.dynamic_batching.max_queue_delay_microseconds == 2500
+    assert encoder.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    # Tokenizing never waits for company and never needs the GPU.
+    assert tokenizer.dynamic_batching.max_queue_delay_microseconds == 0
+    assert tokenizer.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert tokenizer.parameters["sequence_buckets"].string_value == "16,64"
+
+
+def test_python_backend_has_no_steps() -> None:
+    assert build_prepare_spec("embed", make_spec()).step_configs == {}
 
 
 def test_dynamic_batching_from_spec() -> None:

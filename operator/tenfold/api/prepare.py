@@ -9,6 +9,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
 
+# The pytorch and onnxruntime backends run tensors, not text: the served model is then a Triton
+# ensemble of a Python-backend tokenizer and the exported encoder, wired by these names.
+# `<name>__<index>` is the pytorch backend's naming convention; the ONNX graph uses the same.
+TOKEN_IDS = "INPUT_IDS__0"
+TOKEN_MASK = "ATTENTION_MASK__1"
+ENCODER_OUTPUT = "EMBEDDING__0"
+EXPORTED_BACKENDS = (Backend.PYTORCH, Backend.ONNXRUNTIME)
+# The Triton string parameter naming the token-length buckets ("16,32,64").
+SEQUENCE_BUCKETS_PARAMETER = "sequence_buckets"
+
+
+def tokenizer_model_name(model_name: str) -> str:
+    """The ensemble step that turns TEXT into token ids."""
+    return f"{model_name}-tokenizer"
+
+
+def encoder_model_name(model_name: str) -> str:
+    """The ensemble step that runs the exported encoder (TorchScript or ONNX)."""
+    return f"{model_name}-encoder"
+
 
 class GuardSettings(BaseModel):
     """The accuracy guard as the runtime applies it."""
@@ -46,4 +66,8 @@ class PrepareSpec(BaseModel):
     device: str = Field("cpu", description="cpu or cuda: where the quantized model must run.")
     max_batch_size: int = Field(32, ge=0)
     config_pbtxt: str = Field(description="Triton config.pbtxt rendered by the operator.")
+    step_configs: dict[str, str] = Field(
+        default_factory=dict,
+        description="config.pbtxt of each ensemble step by model name (exported backends).",
+    )
     repository: str = Field("/models", description="Model repository path to write.")

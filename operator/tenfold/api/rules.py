@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tenfold.api.catalog import CPU, GIB, GpuCatalog, load_catalog
-from tenfold.api.enums import Backend
+from tenfold.api.enums import Backend, ModelFormat, Task
+from tenfold.api.prepare import EXPORTED_BACKENDS
 
 if TYPE_CHECKING:
     from tenfold.api.spec import InferenceServiceSpec
@@ -110,6 +111,7 @@ def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
     names = catalog.type_names()
     precisions = {name: sorted(p.value for p in catalog.precisions_for(name)) for name in names}
     gpu_only = sorted({Backend.TENSORRT.value, Backend.VLLM.value})
+    exported = sorted(b.value for b in EXPORTED_BACKENDS)
     return (
         Rule(
             name="known-gpu-type",
@@ -159,6 +161,22 @@ def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
             ),
             holds=lambda s: (
                 not (s.runtime.backend.value in gpu_only and s.hardware.gpu_type == CPU)
+            ),
+        ),
+        Rule(
+            name="exported-backend-model",
+            field_path=".runtime.backend",
+            message=(
+                "the pytorch and onnxruntime backends serve an encoder that tenfold exports "
+                "itself: they need model.format huggingface and model.task embedding"
+            ),
+            cel=(
+                f"!(self.runtime.backend in {_cel_list(exported)})"
+                " || (self.model.format == 'huggingface' && self.model.task == 'embedding')"
+            ),
+            holds=lambda s: (
+                s.runtime.backend.value not in exported
+                or (s.model.format is ModelFormat.HUGGINGFACE and s.model.task is Task.EMBEDDING)
             ),
         ),
         Rule(

@@ -87,7 +87,11 @@ class RuntimeSpec(ApiModel):
     triton_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}\.[0-9]{2}$")] = Field(
         "24.10", description="Triton release (YY.MM); the image tag is <version>-py3."
     )
-    backend: Backend = Field(Backend.PYTHON, description="Triton backend that executes the model.")
+    backend: Backend = Field(
+        Backend.PYTHON,
+        description="Triton backend that executes the model. pytorch and onnxruntime serve "
+        "an encoder exported by tenfold (TorchScript or ONNX) behind a tokenizer ensemble.",
+    )
     instances_per_replica: int = Field(
         1, ge=1, le=16, description="Model instances per pod (Triton instance_group count)."
     )

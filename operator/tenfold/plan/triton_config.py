@@ -14,7 +14,17 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tenfold.api.catalog import CPU
 from tenfold.api.enums import Backend, QueueTimeoutAction, Task
-from tenfold.api.prepare import GuardSettings, PrepareSpec
+from tenfold.api.prepare import (
+    ENCODER_OUTPUT,
+    EXPORTED_BACKENDS,
+    SEQUENCE_BUCKETS_PARAMETER,
+    TOKEN_IDS,
+    TOKEN_MASK,
+    GuardSettings,
+    PrepareSpec,
+    encoder_model_name,
+    tokenizer_model_name,
+)
 from tenfold.api.spec import BatchingSpec, InferenceServiceSpec
 from tenfold.constants import MODEL_REPOSITORY_PATH
 from tenfold.plan.source import runtime_source
@@ -23,7 +33,7 @@ from tenfold.plan.source import runtime_source
 # The precision asked for; the guard may serve another, which the manifest records.
 PARAM_PRECISION = "precision_requested"
 PARAM_TASK = "task"
-PARAM_SEQUENCE_BUCKETS = "sequence_buckets"
+PARAM_SEQUENCE_BUCKETS = SEQUENCE_BUCKETS_PARAMETER
 
 
 @dataclass(frozen=True)
@@ -76,27 +86,104 @@ _TIMEOUT_ACTIONS = {
 
 
 def build_triton_config(spec: InferenceServiceSpec) -> mc.ModelConfig:
-    """Triton's model configuration for the spec's model."""
+    """Triton's model configuration for the spec's served model (an ensemble when exported)."""
+    if spec.runtime.backend in EXPORTED_BACKENDS:
+        return build_ensemble_config(spec)
     platform, backend = BACKENDS[spec.runtime.backend]
-    config = mc.ModelConfig(
-        name=spec.model.name,
-        platform=platform,
-        backend=backend,
-        max_batch_size=spec.batching.max_batch_size,
-    )
+    config = _batched_config(spec, spec.model.name, platform, backend)
     io = TASK_IO[spec.model.task]
     config.input.extend(_model_input(t) for t in io.inputs)
     config.output.extend(_model_output(t) for t in io.outputs)
-    # A batch limit of 0 tells Triton the model does not batch; a batcher would be rejected.
-    if spec.batching.max_batch_size > 0:
-        config.dynamic_batching.CopyFrom(build_dynamic_batching(spec.batching))
     config.instance_group.append(build_instance_group(spec))
     if spec.cache.response_cache_bytes > 0:
         config.response_cache.enable = True
     if spec.runtime.backend is Backend.PYTHON:
-        for key, value in python_parameters(spec).items():
-            config.parameters[key].string_value = value
+        _set_parameters(config, python_parameters(spec))
     return config
+
+
+def _batched_config(
+    spec: InferenceServiceSpec, name: str, platform: str, backend: str
+) -> mc.ModelConfig:
+    config = mc.ModelConfig(
+        name=name, platform=platform, backend=backend, max_batch_size=spec.batching.max_batch_size
+    )
+    # A batch limit of 0 tells Triton the model does not batch; a batcher would be rejected.
+    if spec.batching.max_batch_size > 0:
+        config.dynamic_batching.CopyFrom(build_dynamic_batching(spec.batching))
+    return config
+
+
+def _set_parameters(config: mc.ModelConfig, parameters: Mapping[str, str]) -> None:
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+
+
+# Tensors of the exported encoder: token ids and mask in, the pooled embedding out.
+_TOKEN_TENSORS = (
+    TensorSpec(TOKEN_IDS, "TYPE_INT64", (-1,)),
+    TensorSpec(TOKEN_MASK, "TYPE_INT64", (-1,)),
+)
+
+
+def build_ensemble_config(spec: InferenceServiceSpec) -> mc.ModelConfig:
+    """The served model of an exported backend: TEXT -> tokenizer -> encoder -> EMBEDDING.
+
+    The ensemble has no batcher of its own; each step batches. The response cache sits
+    here, on the text, so a hit skips both steps.
+    """
+    if spec.model.task is not Task.EMBEDDING:
+        raise ValueError(f"exported backends serve the embedding task, not {spec.model.task}")
+    name, io = spec.model.name, TASK_IO[Task.EMBEDDING]
+    (text,), (embedding,) = io.inputs, io.outputs
+    config = mc.ModelConfig(
+        name=name, platform="ensemble", max_batch_size=spec.batching.max_batch_size
+    )
+    config.input.append(_model_input(text))
+    config.output.append(_model_output(embedding))
+    tokenizer = mc.ModelEnsembling.Step(model_name=tokenizer_model_name(name), model_version=-1)
+    tokenizer.input_map[text.name] = text.name
+    encoder = mc.ModelEnsembling.Step(model_name=encoder_model_name(name), model_version=-1)
+    for tensor in _TOKEN_TENSORS:
+        tokenizer.output_map[tensor.name] = tensor.name
+        encoder.input_map[tensor.name] = tensor.name
+    encoder.output_map[ENCODER_OUTPUT] = embedding.name
+    config.ensemble_scheduling.step.extend([tokenizer, encoder])
+    if spec.cache.response_cache_bytes > 0:
+        config.response_cache.enable = True
+    return config
+
+
+def build_step_configs(spec: InferenceServiceSpec) -> dict[str, mc.ModelConfig]:
+    """The ensemble's steps by model name; empty for the Python backend (no ensemble)."""
+    if spec.runtime.backend not in EXPORTED_BACKENDS:
+        return {}
+    name = spec.model.name
+    text = TASK_IO[Task.EMBEDDING].inputs[0]
+    embedding_dims = TASK_IO[Task.EMBEDDING].outputs[0].dims
+    # Tokenizing is cheap, so the tokenizer takes whatever is queued without waiting, and
+    # always runs on the CPU, whatever the encoder runs on.
+    tokenizer = mc.ModelConfig(
+        name=tokenizer_model_name(name),
+        backend="python",
+        max_batch_size=spec.batching.max_batch_size,
+    )
+    if spec.batching.max_batch_size > 0:
+        tokenizer.dynamic_batching.SetInParent()
+    tokenizer.input.append(_model_input(text))
+    tokenizer.output.extend(_model_output(t) for t in _TOKEN_TENSORS)
+    tokenizer.instance_group.append(
+        mc.ModelInstanceGroup(
+            kind=mc.ModelInstanceGroup.KIND_CPU, count=spec.runtime.instances_per_replica
+        )
+    )
+    _set_parameters(tokenizer, python_parameters(spec))
+    platform, backend = BACKENDS[spec.runtime.backend]
+    encoder = _batched_config(spec, encoder_model_name(name), platform, backend)
+    encoder.input.extend(_model_input(t) for t in _TOKEN_TENSORS)
+    encoder.output.append(_model_output(TensorSpec(ENCODER_OUTPUT, "TYPE_FP32", embedding_dims)))
+    encoder.instance_group.append(build_instance_group(spec))
+    return {tokenizer.name: tokenizer, encoder.name: encoder}
 
 
 def build_dynamic_batching(batching: BatchingSpec) -> mc.ModelDynamicBatching:
@@ -180,6 +267,9 @@ def build_prepare_spec(name: str, spec: InferenceServiceSpec) -> PrepareSpec:
         device="cpu" if spec.hardware.gpu_type == CPU else "cuda",
         max_batch_size=spec.batching.max_batch_size,
         config_pbtxt=build_config_pbtxt(spec),
+        step_configs={
+            step: render_config_pbtxt(config) for step, config in build_step_configs(spec).items()
+        },
         repository=MODEL_REPOSITORY_PATH,
     )
 
