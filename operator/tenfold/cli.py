@@ -94,6 +94,23 @@ def command_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def command_prepare_spec(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print the prepare spec (JSON) the init container of the file's one service reads."""
+    from tenfold.plan import build_prepare_spec
+
+    try:
+        services = list(_services(read_documents(args.file), "default"))
+    except InvalidSpecError as invalid:
+        _report(args.file, "invalid", invalid.errors, err)
+        return EXIT_INVALID
+    if len(services) != 1:
+        err.write(f"{args.file}: expected one {constants.KIND}, found {len(services)}\n")
+        return EXIT_USAGE
+    (service,) = services
+    out.write(build_prepare_spec(service.name, service.spec).model_dump_json(indent=2) + "\n")
+    return 0
+
+
 def command_run(args: argparse.Namespace) -> int:
     """Run the operator until interrupted."""
     import kopf
@@ -123,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="print the objects the operator would apply")
     render.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
     render.add_argument("-n", "--namespace", default="default", help="namespace if unset")
+    prep = sub.add_parser(
+        "prepare-spec", help="print the prepare spec the init container would read (JSON)"
+    )
+    prep.add_argument("-f", "--file", required=True, help="YAML file with one InferenceService")
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces")
     run.add_argument("--standalone", action="store_true", help="no peering (single replica)")
@@ -143,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_validate(args, sys.stdout, sys.stderr)
         if args.command == "render":
             return command_render(args, sys.stdout, sys.stderr)
+        if args.command == "prepare-spec":
+            return command_prepare_spec(args, sys.stdout, sys.stderr)
         return command_run(args)
     except (OSError, yaml.YAMLError) as error:
         sys.stderr.write(f"tenfold: {error}\n")

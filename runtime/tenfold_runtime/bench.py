@@ -161,12 +161,16 @@ def summarize(points: Sequence[Point], ceilings: dict[str, float]) -> dict[str, 
     }
 
 
-def prepare_repository(repository: Path, window_us: int, max_drop: float) -> dict[str, dict]:
+def prepare_repository(
+    repository: Path, window_us: int, max_drop: float, preferred_batch_sizes: Sequence[int] = ()
+) -> dict[str, dict]:
     """Prepare the three variants (prepare skips those already built from the same spec)."""
     manifests = {}
     for variant in VARIANTS:
         text = examples.config_pbtxt(
-            variant.name, max_queue_delay_microseconds=window_us if variant.batching else None
+            variant.name,
+            max_queue_delay_microseconds=window_us if variant.batching else None,
+            preferred_batch_size=preferred_batch_sizes if variant.batching else (),
         )
         spec = examples.minilm_spec(variant.name, variant.precision, text, max_drop=max_drop)
         manifests[variant.name] = prepare(spec, repository)
@@ -308,6 +312,7 @@ class BenchOptions:
     levels: tuple[int, ...] = (1, 4, 16)
     naive_levels: tuple[int, ...] = (1, 16)
     window_us: int = 5000
+    preferred_batch_sizes: tuple[int, ...] = ()
     window_ms: int = 5000
     ceiling_batch: int = 16
     ceiling_seconds: float = 10.0
@@ -344,7 +349,9 @@ def run_bench(
     load_before = os.getloadavg()
 
     progress("bench: preparing the naive, batched and int8 models")
-    manifests = prepare_repository(repository, options.window_us, options.max_drop)
+    manifests = prepare_repository(
+        repository, options.window_us, options.max_drop, options.preferred_batch_sizes
+    )
     points: list[Point] = []
     ceilings: dict[str, float] = {}
     load: dict[str, list[float]] = {}

@@ -9,8 +9,13 @@ from dataclasses import dataclass
 
 import jinja2
 
-from tenfold.api.enums import Precision, Task
-from tenfold.api.prepare import PrepareSpec
+from tenfold.api.enums import Backend, Precision, Task
+from tenfold.api.prepare import (
+    SEQUENCE_BUCKETS_PARAMETER,
+    TOKEN_IDS,
+    TOKEN_MASK,
+    PrepareSpec,
+)
 from tenfold_runtime.guard import Decision
 
 # The tensor names and shapes the generated model.py serves; the operator's config.pbtxt
@@ -66,22 +71,48 @@ def render_model_py(
     """The Python-backend model.py for an embedding model prepared by this runtime."""
     if task is not Task.EMBEDDING:
         raise ValueError(f"the Python backend template serves the embedding task, not {task}")
-    return (
-        _environment()
-        .get_template("model.py.j2")
-        .render(
-            model_name=model_name,
-            task=str(task),
-            precision=str(precision),
-            max_length=max_length,
-            device=device,
-            runtime_version=runtime_version,
-            input_name=EMBEDDING_INPUT,
-            output_name=EMBEDDING_OUTPUT,
-            artefact=ARTEFACT_FILE,
-            tokenizer_dir=TOKENIZER_DIR,
-            site_dirs_env=SITE_DIRS_ENV,
-        )
+    return _render(
+        "model.py.j2",
+        model_name=model_name,
+        task=str(task),
+        precision=str(precision),
+        max_length=max_length,
+        device=device,
+        runtime_version=runtime_version,
+        output_name=EMBEDDING_OUTPUT,
+        artefact=ARTEFACT_FILE,
+    )
+
+
+def _render(template: str, **variables: object) -> str:
+    """A template with the names every generated model.py shares."""
+    shared = {
+        "input_name": EMBEDDING_INPUT,
+        "tokenizer_dir": TOKENIZER_DIR,
+        "site_dirs_env": SITE_DIRS_ENV,
+    }
+    return _environment().get_template(template).render(**shared, **variables)
+
+
+def render_tokenizer_py(
+    *,
+    model_name: str,
+    encoder_backend: Backend,
+    max_length: int,
+    default_buckets: Sequence[int],
+    runtime_version: str,
+) -> str:
+    """The Python-backend tokenizer step of the ensemble that serves an exported encoder."""
+    return _render(
+        "tokenizer.py.j2",
+        model_name=model_name,
+        encoder_backend=str(encoder_backend),
+        max_length=max_length,
+        default_buckets=list(default_buckets),
+        buckets_parameter=SEQUENCE_BUCKETS_PARAMETER,
+        runtime_version=runtime_version,
+        ids_name=TOKEN_IDS,
+        mask_name=TOKEN_MASK,
     )
 
 

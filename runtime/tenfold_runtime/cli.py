@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--window-us", type=int, default=5000, help="dynamic batching max_queue_delay_microseconds"
     )
     bench.add_argument(
+        "--preferred-batch-sizes",
+        type=_levels,
+        default=(),
+        help="dynamic batching preferred_batch_size list (comma separated; default none)",
+    )
+    bench.add_argument(
         "--measure-ms", type=int, default=5000, help="perf_analyzer measurement window"
     )
     bench.add_argument("--ceiling-seconds", type=float, default=10.0)
@@ -125,10 +131,18 @@ def run_serve_local(args: argparse.Namespace) -> int:
     import signal
 
     from tenfold.api.prepare import PrepareSpec
-    from tenfold_runtime.local import start_triton
+    from tenfold_runtime.local import TritonError, check_backends, local_backend_dir, start_triton
     from tenfold_runtime.prepare import prepare
 
     spec = PrepareSpec.model_validate_json(args.spec.read_text())
+    try:
+        # Before prepare: minutes of quantizing are wasted on a model Triton cannot load.
+        check_backends(
+            {spec.model_name: spec.config_pbtxt, **spec.step_configs}, local_backend_dir()
+        )
+    except TritonError as error:
+        print(f"serve-local: {error}", file=sys.stderr)
+        return 2
     prepare(spec, args.repository)
     command = json.loads(args.command_json.read_text()) if args.command_json else None
     with start_triton(
@@ -162,6 +176,7 @@ def run_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
         levels=args.levels,
         naive_levels=args.naive_levels,
         window_us=args.window_us,
+        preferred_batch_sizes=args.preferred_batch_sizes,
         window_ms=args.measure_ms,
         ceiling_seconds=args.ceiling_seconds,
         price_per_hour=args.price_per_hour or DEFAULT_PRICE_PER_HOUR,

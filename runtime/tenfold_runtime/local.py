@@ -27,6 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
 from tenfold.constants import TRITON_BASE_ARGS
 from tenfold_runtime.builders import SITE_DIRS_ENV
 
@@ -154,6 +157,54 @@ def ensure_backend_dir(install: TritonInstall, cache_root: Path = DEFAULT_CACHE_
     return backends
 
 
+# Schedulers built into tritonserver itself: no plugin folder to look for.
+BUILTIN_PLATFORMS = frozenset({"ensemble"})
+
+
+def required_backends(configs: Mapping[str, str]) -> dict[str, str]:
+    """The backend plugin each model config (by model name) needs; ensembles need none."""
+    needed = {}
+    for name, text in configs.items():
+        config = text_format.Parse(text, mc.ModelConfig())
+        if config.platform in BUILTIN_PLATFORMS:
+            continue
+        needed[name] = config.backend or config.platform.partition("_")[0]
+    return needed
+
+
+def repository_configs(repository: Path) -> dict[str, str]:
+    """config.pbtxt text of every model folder (staging folders start with a dot)."""
+    return {
+        path.parent.name: path.read_text()
+        for path in sorted(Path(repository).glob("*/config.pbtxt"))
+        if not path.parent.name.startswith(".")
+    }
+
+
+def check_backends(configs: Mapping[str, str], backend_dir: Path) -> None:
+    """Fail before starting when a model needs a backend this tritonserver does not have.
+
+    The nvidia-pytriton wheel ships the Python backend only; the pytorch and onnxruntime
+    backends come with the NGC Triton image the cluster runs.
+    """
+    missing = {
+        model: backend
+        for model, backend in required_backends(configs).items()
+        if not (backend_dir / backend).is_dir()
+    }
+    if missing:
+        listed = ", ".join(f"{model} needs {backend}" for model, backend in missing.items())
+        raise TritonError(
+            f"this tritonserver has no backend for: {listed}; the local install ships "
+            f"{sorted(p.name for p in backend_dir.iterdir())} only (the NGC image has the rest)"
+        )
+
+
+def local_backend_dir() -> Path:
+    """The backends folder of the local tritonserver (prepared on first use)."""
+    return ensure_backend_dir(find_install())
+
+
 def python_lib_dir() -> Path:
     """The folder holding this interpreter's shared libpython (pyenv: <prefix>/lib)."""
     libdir = Path(sysconfig.get_config_var("LIBDIR") or sys.base_prefix)
@@ -269,12 +320,14 @@ def start_triton(
     """
     install = find_install()
     ports = Ports(http_port or free_port(), grpc_port or free_port(), metrics_port or free_port())
+    backend_dir = ensure_backend_dir(install)
+    check_backends(repository_configs(Path(repository)), backend_dir)
     argv = localize_command(
         command or container_command(extra_args=extra_args),
         binary=install.binary,
         repository=Path(repository).resolve(),
         ports=ports,
-        backend_dir=ensure_backend_dir(install),
+        backend_dir=backend_dir,
         cache_dir=install.caches,
     )
     if not any(arg.startswith("--exit-timeout-secs") for arg in argv):

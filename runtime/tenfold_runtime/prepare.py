@@ -1,12 +1,18 @@
 """`tenfold-runtime prepare`: model source -> guarded precision -> Triton model repository.
 
-Layout written (Triton ignores the extra files):
+Layout written for the Python backend (Triton ignores the extra files):
 
     <repository>/<model_name>/config.pbtxt            the operator's text, verbatim
     <repository>/<model_name>/tenfold-manifest.json   digest, precision, accuracy, attempts
     <repository>/<model_name>/1/model.py              generated from templates/model.py.j2
     <repository>/<model_name>/1/model.pt              the converted torch module
     <repository>/<model_name>/1/tokenizer/            tokenizer files
+
+For the pytorch and onnxruntime backends `<model_name>` is an ensemble (config and manifest
+only) of two steps, each with the operator's config.pbtxt:
+
+    <repository>/<model_name>-tokenizer/1/            model.py (tokenizer.py.j2), tokenizer/
+    <repository>/<model_name>-encoder/1/model.pt      TorchScript, or model.onnx for ONNX
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata, resources
@@ -24,14 +30,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from google.protobuf import text_format
 from torch import nn
+from tritonclient.grpc import model_config_pb2 as mc
 
-from tenfold.api.enums import GuardMetric, ModelFormat, Precision, Task
-from tenfold.api.prepare import PrepareSpec
+from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
+from tenfold.api.prepare import (
+    EXPORTED_BACKENDS,
+    SEQUENCE_BUCKETS_PARAMETER,
+    PrepareSpec,
+    encoder_model_name,
+    tokenizer_model_name,
+)
 from tenfold.constants import PREPARE_MANIFEST_FILE
-from tenfold_runtime import builders, guard, quantize
+from tenfold_runtime import builders, export, guard, quantize
 from tenfold_runtime.modeling import LoadedModel, embed, load_encoder
-from tenfold_runtime.sources import digest_weights, fetch_source
+from tenfold_runtime.sources import digest_weights, fetch_source, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +91,22 @@ def calibration_inputs(spec: PrepareSpec) -> list[str]:
     return inputs[: spec.guard.calibration_samples]
 
 
+@dataclass(frozen=True)
+class ExportTarget:
+    """An exported backend's artefacts: which backend, a scratch folder, the tokenizer's buckets."""
+
+    backend: Backend
+    folder: Path
+    buckets: tuple[int, ...]
+
+
 @dataclass
 class GuardRun:
     """The guard's decision and the module that passed it (None when none did)."""
 
     decision: guard.Decision
     module: nn.Module | None
+    state: Guarded
 
 
 @dataclass
@@ -96,8 +120,12 @@ class Guarded:
     int8_scheme: quantize.Int8Scheme
     keep_patterns: Sequence[str]
     device: str
+    # Where exported artefacts are built and measured; None: the Python backend serves
+    # the torch module itself, which is then what the guard measures.
+    target: ExportTarget | None = None
     reference: np.ndarray = field(init=False)
     modules: dict[Precision, nn.Module] = field(default_factory=dict)
+    artefacts: dict[Precision, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reference = self.outputs(self.loaded.model)
@@ -114,6 +142,38 @@ class Guarded:
     def accuracy(self, module: nn.Module) -> guard.Accuracy:
         """The module measured against the fp32 reference."""
         return guard.measure(self.metric, self.reference, self.outputs(module))
+
+    def served_accuracy(
+        self, precision: Precision, module: nn.Module, keep: list[str], details: dict[str, object]
+    ) -> guard.Accuracy:
+        """Measure what will be served: the module, or the artefact exported from it."""
+        if self.target is None:
+            return self.accuracy(module)
+        folder = self.target.folder / str(precision)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        example = export.example_inputs(self.loaded.tokenizer, self.loaded.max_length)
+        job = export.ExportJob(
+            module=module,
+            fp32_module=self.loaded.model,
+            precision=precision,
+            kept_layers=keep,
+            linear_names=quantize.linear_names(self.loaded.model),
+            example=tuple(t.to(self.device) for t in example),
+            folder=folder,
+            device=self.device,
+        )
+        path, run = export.export_artefact(self.target.backend, job)
+        outputs = export.artefact_embeddings(
+            run,
+            self.loaded.tokenizer,
+            self.texts,
+            buckets=self.target.buckets,
+            max_length=self.loaded.max_length,
+        )
+        self.artefacts[precision] = path
+        details["measured"] = f"{self.target.backend} artefact {path.name}"
+        return guard.measure(self.metric, self.reference, outputs)
 
     def keep_for_mixed(self) -> list[str]:
         """Layers left at fp32 under mixed: the spec's patterns, or the most sensitive ones."""
@@ -163,6 +223,8 @@ class Guarded:
             quantize.check_supported(
                 precision, self.device, self.int8_scheme, **quantize.probe_device(self.device)
             )
+            if self.target is not None:
+                export.check_exportable(self.target.backend, precision)
             keep = self.keep_for_mixed() if precision is Precision.MIXED else []
             module = quantize.convert(
                 self.loaded.model, precision, int8_scheme=self.int8_scheme, keep=keep
@@ -170,9 +232,14 @@ class Guarded:
         except quantize.UnsupportedPrecisionError as error:
             log.warning("guard: %s skipped: %s", precision, error)
             return guard.Attempt(precision, accepted=False, reason=f"unsupported: {error}")
-        accuracy = self.accuracy(module)
+        details: dict[str, object] = {}
+        try:
+            accuracy = self.served_accuracy(precision, module, keep, details)
+        except export.ExportError as error:
+            log.warning("guard: %s export failed: %s", precision, error)
+            return guard.Attempt(precision, accepted=False, reason=f"export failed: {error}")
         accepted, reason = guard.verdict(accuracy, self.max_drop)
-        details: dict[str, object] = {"seconds": round(time.monotonic() - started, 2)}
+        details["seconds"] = round(time.monotonic() - started, 2)
         if precision in (Precision.INT8, Precision.MIXED):
             details["int8_scheme"] = str(self.int8_scheme)
         if precision is Precision.MIXED:
@@ -196,6 +263,7 @@ def run_guard(
     *,
     int8_scheme: quantize.Int8Scheme,
     texts: list[str],
+    target: ExportTarget | None = None,
 ) -> GuardRun:
     """Walk the spec's ladder from its precision and return the first module that passes."""
     if spec.guard.metric is not GuardMetric.COSINE and spec.task is Task.EMBEDDING:
@@ -208,11 +276,12 @@ def run_guard(
         int8_scheme=int8_scheme,
         keep_patterns=spec.keep_higher_precision,
         device=spec.device,
+        target=target,
     )
     order = guard.ladder(spec.precision, spec.guard.fallback)
     decision = guard.walk_ladder(order, state.attempt)
     module = state.modules.get(decision.served) if decision.served is not None else None
-    return GuardRun(decision=decision, module=module)
+    return GuardRun(decision=decision, module=module, state=state)
 
 
 def existing_manifest(model_dir: Path, spec: PrepareSpec) -> dict[str, object] | None:
@@ -232,7 +301,35 @@ def existing_manifest(model_dir: Path, spec: PrepareSpec) -> dict[str, object] |
     return None
 
 
-def write_repository(
+def write_model_folder(
+    repository: Path,
+    name: str,
+    config_text: str,
+    fill_version: Callable[[Path], None],
+    manifest: dict[str, object] | None = None,
+) -> Path:
+    """Write model folder `name` next to the final one, then swap it in (never half-written).
+
+    `fill_version` writes the version folder's files; if it raises, nothing is swapped in.
+    """
+    final = repository / name
+    staging = repository / f".{name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    version_dir = staging / VERSION_DIR
+    version_dir.mkdir(parents=True)
+    try:
+        (staging / "config.pbtxt").write_text(config_text)
+        fill_version(version_dir)
+        if manifest is not None:
+            (staging / PREPARE_MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def write_python_model(
     repository: Path,
     spec: PrepareSpec,
     module: nn.Module,
@@ -240,26 +337,77 @@ def write_repository(
     model_py: str,
     manifest: dict[str, object],
 ) -> Path:
-    """Write the model folder next to the final one, then swap it in (no half-written model)."""
-    final = repository / spec.model_name
-    staging = repository / f".{spec.model_name}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    version_dir = staging / VERSION_DIR
-    version_dir.mkdir(parents=True)
-    try:
-        (staging / "config.pbtxt").write_text(spec.config_pbtxt)
+    """The Python-backend model folder: model.py, the pickled module and the tokenizer."""
+
+    def fill(version_dir: Path) -> None:
         (version_dir / "model.py").write_text(model_py)
         # A whole pickled module: quantized layers keep their packed int8 weights, and
         # model.py needs no tenfold code to rebuild them.
         torch.save(module, version_dir / builders.ARTEFACT_FILE)
-        tokenizer_dir = version_dir / builders.TOKENIZER_DIR
-        loaded.tokenizer.save_pretrained(tokenizer_dir)  # type: ignore[attr-defined]
-        (staging / PREPARE_MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+        loaded.tokenizer.save_pretrained(version_dir / builders.TOKENIZER_DIR)  # type: ignore[attr-defined]
+
+    return write_model_folder(repository, spec.model_name, spec.config_pbtxt, fill, manifest)
+
+
+def step_config(spec: PrepareSpec, name: str) -> str:
+    """The operator's config.pbtxt for ensemble step `name`."""
+    try:
+        return spec.step_configs[name]
+    except KeyError:
+        raise PrepareError(
+            f"the prepare spec has no config for ensemble step {name!r}; "
+            f"backend {spec.backend} needs one (is the operator older than the runtime?)"
+        ) from None
+
+
+def sequence_buckets(config_text: str) -> tuple[int, ...]:
+    """The token-length buckets the tokenizer step will use (its config's parameter)."""
+    config = text_format.Parse(config_text, mc.ModelConfig())
+    parameter = config.parameters.get(SEQUENCE_BUCKETS_PARAMETER)
+    return export.parse_buckets(parameter.string_value if parameter is not None else "")
+
+
+def write_exported_steps(
+    repository: Path, spec: PrepareSpec, run: GuardRun, version: str
+) -> dict[str, object]:
+    """Write the tokenizer and encoder steps; returns the artefact's record for the manifest.
+
+    The encoder file is the very artefact the guard measured (moved, not exported again).
+    """
+    served, loaded = run.decision.served, run.state.loaded
+    artefact = run.state.artefacts.get(served) if served is not None else None
+    if artefact is None:
+        raise PrepareError(f"the guard accepted {served} but left no {spec.backend} artefact")
+    tokenizer_name = tokenizer_model_name(spec.model_name)
+    encoder_name = encoder_model_name(spec.model_name)
+    tokenizer_config = step_config(spec, tokenizer_name)
+
+    def fill_encoder(version_dir: Path) -> None:
+        shutil.move(artefact, version_dir / artefact.name)
+
+    def fill_tokenizer(version_dir: Path) -> None:
+        model_py = builders.render_tokenizer_py(
+            model_name=spec.model_name,
+            encoder_backend=spec.backend,
+            max_length=loaded.max_length,
+            default_buckets=export.DEFAULT_SEQUENCE_BUCKETS,
+            runtime_version=version,
+        )
+        (version_dir / "model.py").write_text(model_py)
+        loaded.tokenizer.save_pretrained(version_dir / builders.TOKENIZER_DIR)  # type: ignore[attr-defined]
+
+    digest = file_digest(artefact)
+    encoder = write_model_folder(
+        repository, encoder_name, step_config(spec, encoder_name), fill_encoder
+    )
+    write_model_folder(repository, tokenizer_name, tokenizer_config, fill_tokenizer)
+    return {
+        "backend": str(spec.backend),
+        "file": str((encoder / VERSION_DIR / artefact.name).relative_to(repository)),
+        "digest": digest,
+        "steps": [tokenizer_name, encoder_name],
+        "sequence_buckets": list(sequence_buckets(tokenizer_config)),
+    }
 
 
 def now() -> str:
@@ -298,11 +446,36 @@ def prepare(
     loaded = load_encoder(model_dir, spec.device)
     texts = calibration_inputs(spec)
     log.info("prepare: guarding %s on %d calibration inputs", spec.precision, len(texts))
-    run = run_guard(loaded, spec, int8_scheme=scheme, texts=texts)
-    if run.module is None or run.decision.served is None:
-        raise GuardRejectedError(run.decision)
+    scratch = repository / f".{spec.model_name}.export"
+    try:
+        target = export_target(spec, scratch)
+        run = run_guard(loaded, spec, int8_scheme=scheme, texts=texts, target=target)
+        if run.module is None or run.decision.served is None:
+            raise GuardRejectedError(run.decision)
+        return write_model(repository, spec, run, source_digest, started_at)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def export_target(spec: PrepareSpec, scratch: Path) -> ExportTarget | None:
+    """Where an exported backend's artefacts are built; None for the Python backend."""
+    if spec.backend not in EXPORTED_BACKENDS:
+        return None
+    buckets = sequence_buckets(step_config(spec, tokenizer_model_name(spec.model_name)))
+    return ExportTarget(backend=spec.backend, folder=scratch, buckets=buckets)
+
+
+def write_model(
+    repository: Path, spec: PrepareSpec, run: GuardRun, source_digest: str, started_at: str
+) -> dict[str, object]:
+    """Write the guarded model into the repository; returns the manifest."""
+    loaded, served = run.state.loaded, run.decision.served
+    assert run.module is not None and served is not None  # checked by the caller
 
     version = runtime_version()
+    extra: dict[str, object] = {}
+    if spec.backend in EXPORTED_BACKENDS:
+        extra["artefact"] = write_exported_steps(repository, spec, run, version)
     inputs, outputs = builders.embedding_io(loaded.hidden_size)
     manifest = builders.build_manifest(
         spec=spec,
@@ -313,15 +486,22 @@ def prepare(
         finished_at=now(),
         inputs=inputs,
         outputs=outputs,
+        extra=extra,
     )
-    model_py = builders.render_model_py(
-        model_name=spec.model_name,
-        task=spec.task,
-        precision=run.decision.served,
-        max_length=loaded.max_length,
-        device=spec.device,
-        runtime_version=version,
-    )
-    final = write_repository(repository, spec, run.module, loaded, model_py, manifest)
-    log.info("prepare: wrote %s (served %s)", final, run.decision.served)
+    if spec.backend in EXPORTED_BACKENDS:
+        # The ensemble itself has no files, only the empty version folder Triton expects.
+        final = write_model_folder(
+            repository, spec.model_name, spec.config_pbtxt, lambda _: None, manifest
+        )
+    else:
+        model_py = builders.render_model_py(
+            model_name=spec.model_name,
+            task=spec.task,
+            precision=served,
+            max_length=loaded.max_length,
+            device=spec.device,
+            runtime_version=version,
+        )
+        final = write_python_model(repository, spec, run.module, loaded, model_py, manifest)
+    log.info("prepare: wrote %s (served %s, %s backend)", final, served, spec.backend)
     return manifest

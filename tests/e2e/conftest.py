@@ -14,6 +14,7 @@ send texts and return the EMBEDDING rows.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,3 +125,24 @@ def embed_grpc(client: object, model: str, texts: Sequence[str]) -> np.ndarray:
 
     result = client.infer(model, [text_input(grpcclient, texts)])  # type: ignore[attr-defined]
     return result.as_numpy("EMBEDDING")
+
+
+def model_counts(client: object, model: str) -> tuple[int, int]:
+    """(inference_count, execution_count) from Triton's statistics for `model`."""
+    stats = client.get_inference_statistics(model)["model_stats"][0]  # type: ignore[attr-defined]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+def counts_after(
+    client: object, model: str, before: tuple[int, int], requests: int, timeout: float = 10.0
+) -> tuple[int, int]:
+    """Inferences and executions since `before`, once all `requests` are counted.
+
+    Triton records statistics just after it sends a response, so they may lag the answers.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        inferences, executions = model_counts(client, model)
+        if inferences - before[0] >= requests or time.monotonic() > deadline:
+            return inferences - before[0], executions - before[1]
+        time.sleep(0.05)

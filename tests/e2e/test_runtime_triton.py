@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.request
 
 import numpy as np
@@ -22,8 +21,11 @@ from .conftest import (
     INT8_MODEL,
     MAX_BATCH_SIZE,
     PREFERRED_BATCH_SIZES,
+    counts_after,
     embed_grpc,
     embed_http,
+    model_counts,
+    text_input,
 )
 
 pytestmark = pytest.mark.e2e
@@ -97,22 +99,12 @@ def test_loaded_config_carries_the_batching_settings(http_client):
 def test_concurrent_requests_are_batched_into_fewer_executions(http_client):
     import tritonclient.http as httpclient
 
-    from .conftest import text_input
-
-    before = http_client.get_inference_statistics(FP32_MODEL)["model_stats"][0]
+    before = model_counts(http_client, FP32_MODEL)
     texts = HELD_OUT * 4
     pending = [http_client.async_infer(FP32_MODEL, [text_input(httpclient, [t])]) for t in texts]
     rows = [request.get_result(timeout=60).as_numpy("EMBEDDING") for request in pending]
     assert all(row.shape == (1, 384) for row in rows)
-    # Triton records statistics just after it sends a response: wait until they settle.
-    deadline = time.monotonic() + 10
-    while True:
-        after = http_client.get_inference_statistics(FP32_MODEL)["model_stats"][0]
-        inferences = int(after["inference_count"]) - int(before["inference_count"])
-        if inferences >= len(texts) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    executions = int(after["execution_count"]) - int(before["execution_count"])
+    inferences, executions = counts_after(http_client, FP32_MODEL, before, len(texts))
     assert inferences == len(texts)
     # The dynamic batcher ran several requests per model execution.
     assert executions < inferences

@@ -47,3 +47,19 @@ def test_crd_command_prints_the_crd(monkeypatch):
     monkeypatch.setattr(sys, "stdout", out)
     assert main(["crd"]) == 0
     assert "kind: CustomResourceDefinition" in out.getvalue()
+
+
+def test_prepare_spec_prints_what_the_init_container_reads():
+    from tenfold.api.prepare import PrepareSpec
+
+    result = run_cli("prepare-spec", "-f", str(EXAMPLES / "minilm-onnx-int8.yaml"))
+    assert result.returncode == 0, result.stderr
+    spec = PrepareSpec.model_validate_json(result.stdout)
+    assert (spec.model_name, spec.backend.value) == ("minilm-onnx", "onnxruntime")
+    assert set(spec.step_configs) == {"minilm-onnx-tokenizer", "minilm-onnx-encoder"}
+
+
+def test_prepare_spec_names_bad_fields():
+    result = run_cli("prepare-spec", "-f", str(EXAMPLES / "invalid-bf16-on-t4.yaml"))
+    assert result.returncode == 1
+    assert "spec.quantization.precision" in result.stderr

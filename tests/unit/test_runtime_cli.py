@@ -12,6 +12,9 @@ def test_parser_knows_every_subcommand():
     parser = cli.build_parser()
     assert parser.parse_args(["prepare", "--spec", "s.json"]).command == "prepare"
     assert parser.parse_args(["bench", "--levels", "1,8"]).levels == (1, 8)
+    assert parser.parse_args(["bench"]).preferred_batch_sizes == ()
+    bench = parser.parse_args(["bench", "--preferred-batch-sizes", "8,16"])
+    assert bench.preferred_batch_sizes == (8, 16)
     assert parser.parse_args(["serve-local", "--spec", "s.json"]).http_port == 8000
 
 

@@ -68,3 +68,33 @@ def test_free_port_returns_a_bindable_port():
     port = local.free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_ensembles_need_no_backend_and_platforms_name_theirs():
+    from tenfold.api.spec import InferenceServiceSpec
+    from tenfold.plan.triton_config import build_prepare_spec
+
+    spec = InferenceServiceSpec.model_validate(
+        {"model": {"name": "m", "source": "/m"}, "runtime": {"backend": "onnxruntime"}}
+    )
+    prepare = build_prepare_spec("m", spec)
+    configs = {"m": prepare.config_pbtxt, **prepare.step_configs}
+    assert local.required_backends(configs) == {"m-tokenizer": "python", "m-encoder": "onnxruntime"}
+    assert local.required_backends({"p": 'name: "p" platform: "pytorch_libtorch"'}) == {
+        "p": "pytorch"
+    }
+
+
+def test_missing_backends_fail_before_start_naming_model_and_backend(tmp_path):
+    backends = tmp_path / "backends"
+    (backends / "python").mkdir(parents=True)
+    for name, config in {
+        "tok": 'name: "tok" backend: "python"',
+        "enc": 'name: "enc" platform: "onnxruntime_onnx" backend: "onnxruntime"',
+        ".enc.staging": 'name: "x" backend: "tensorrt"',
+    }.items():
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "config.pbtxt").write_text(config)
+    with pytest.raises(local.TritonError, match="enc needs onnxruntime") as caught:
+        local.check_backends(local.repository_configs(tmp_path / "models"), backends)
+    assert "tok" not in str(caught.value) and "tensorrt" not in str(caught.value)
