@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,11 +27,26 @@ class MissingApiError(RuntimeError):
     """The cluster lacks a kind the plan needs (e.g. ServiceMonitor without its CRD)."""
 
 
+# kopf runs sync handlers on a thread pool, and the dynamic client's discovery cache is not
+# thread-safe: looking up a kind the cluster lacks rebuilds that cache, and two rebuilds at
+# once made one of them fail with KeyError('resources') (seen in the integration suite).
+_DISCOVERY_LOCK = threading.Lock()
+# Each miss costs a full API discovery, so a kind found missing is not asked for again for
+# this long; a CRD installed later (ServiceMonitor) is picked up within it.
+MISSING_KIND_TTL_SECONDS = 60.0
+_missing_until: dict[tuple[str, str], float] = {}
+
+
 def _resource(api_version: str, kind: str) -> Any:
-    try:
-        return dynamic_client().resources.get(api_version=api_version, kind=kind)
-    except ResourceNotFoundError:
-        raise MissingApiError(f"the cluster does not serve {kind} ({api_version})") from None
+    key = (api_version, kind)
+    with _DISCOVERY_LOCK:
+        if _missing_until.get(key, 0.0) > time.monotonic():
+            raise MissingApiError(f"the cluster does not serve {kind} ({api_version})")
+        try:
+            return dynamic_client().resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            _missing_until[key] = time.monotonic() + MISSING_KIND_TTL_SECONDS
+            raise MissingApiError(f"the cluster does not serve {kind} ({api_version})") from None
 
 
 def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
