@@ -51,7 +51,14 @@ from tenfold_runtime.bench import (  # noqa: E402
     perf_command,
     perf_input_data,
 )
-from tenfold_runtime.local import free_port, start_triton  # noqa: E402
+from tenfold_runtime.local import free_port  # noqa: E402
+from tenfold_runtime.podrun import (  # noqa: E402
+    container_argv,
+    containers_by_name,
+    localize_args,
+    run_init_container,
+    start_triton_container,
+)
 
 EXAMPLE = REPO / "examples" / "minilm-cpu.yaml"
 NAMESPACE = "demo"
@@ -90,34 +97,11 @@ def start_cluster_side(bed: Any, workdir: Path, stack: ExitStack) -> dict[str, A
     return get_json(kubectl, NAMESPACE, "deployment", "minilm")
 
 
-def localize(argv: list[str], mapping: dict[str, str]) -> list[str]:
-    """Replace pod paths and addresses in a container command with local ones."""
-    out = []
-    for arg in argv:
-        for pod_value, local_value in mapping.items():
-            arg = arg.replace(pod_value, local_value)
-        out.append(arg)
-    return out
-
-
-def containers_by_name(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The pod template's init and main containers by name."""
-    pod = deployment["spec"]["template"]["spec"]
-    return {c["name"]: c for c in pod.get("initContainers", []) + pod["containers"]}
-
-
 def run_prepare(container: dict, config: dict, workdir: Path) -> tuple[Path, dict]:
     """The init container's command, with its ConfigMap and emptyDir mapped locally."""
-    etc, models = workdir / "etc-tenfold", workdir / "models"
-    etc.mkdir(exist_ok=True)
-    for key, value in config["data"].items():
-        (etc / key).write_text(value)
-    command = localize(container["command"] + container.get("args", []), {"/etc/tenfold": str(etc)})
-    command += ["--repository", str(models)]
-    print(f"$ {shlex.join(command)}")
+    print(f"$ {shlex.join(container_argv(container))}  (pod paths mapped to {workdir})")
     started = time.perf_counter()
-    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    manifest = json.loads(next(models.glob("*/tenfold-manifest.json")).read_text())
+    models, manifest = run_init_container(container, config["data"], workdir, show_output=True)
     print(f"prepared in {time.perf_counter() - started:.0f}s: {json.dumps(summary(manifest))}")
     return models, manifest
 
@@ -131,8 +115,8 @@ def summary(manifest: dict) -> dict:
 def start_sidecar(container: dict, triton_http: str, models: Path, stack: ExitStack) -> str:
     """The cache sidecar's command on free loopback ports; returns its URL."""
     port, metrics = free_port(), free_port()
-    command = localize(
-        container["command"] + container.get("args", []),
+    command = localize_args(
+        container_argv(container),
         {
             "0.0.0.0:8080": f"127.0.0.1:{port}",
             "0.0.0.0:9090": f"127.0.0.1:{metrics}",
@@ -200,7 +184,7 @@ def serve_locally(deployment: dict, kubectl: Any, workdir: Path, stack: ExitStac
     config = get_json(kubectl, NAMESPACE, "configmap", "minilm-config")
     models, manifest = run_prepare(containers["prepare"], config, workdir)
     triton = containers["triton"]
-    handle = start_triton(models, command=triton["command"] + triton.get("args", []))
+    handle = start_triton_container(triton, models)
     stack.callback(handle.stop)
     print(f"tritonserver ready: http {handle.http_url}, grpc {handle.grpc_url}")
     sidecar = start_sidecar(containers["cache"], handle.http_url, models, stack)
