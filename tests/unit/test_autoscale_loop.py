@@ -74,6 +74,15 @@ async def test_auto_mode_scales_through_the_scale_function_and_reports() -> None
     assert [e[1] for e in events] == ["ScaledUp"]
 
 
+async def test_a_services_own_capacity_overrides_the_operator_default() -> None:
+    autoscaler, _, _, scaled = setup(rate=100.0)  # the default: 100 / (100 x 0.8) -> 2
+    body = spec()
+    body["autoscaling"]["requestsPerReplica"] = 50.0  # 100 / (50 x 0.8) -> 3 replicas
+    patch = await autoscaler.tick("ns", "minilm", body, {}, emit=lambda *e: None)
+    assert scaled == [("ns/minilm", 3)]
+    assert "40 req/s per replica" in patch["lastDecision"]["reason"]
+
+
 async def test_budget_caps_replicas_and_sets_budget_limited() -> None:
     autoscaler, _, _, scaled = setup(rate=250.0)
     per_replica = 2 * 0.0336 + 4 * 0.0036

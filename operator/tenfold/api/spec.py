@@ -297,6 +297,14 @@ class AutoscalingSpec(ApiModel):
     target_pending_per_replica: float = Field(
         16, gt=0, le=100_000, description="Pending requests per replica before scaling up."
     )
+    requests_per_replica: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="Requests/s one replica serves at full load (measure it with "
+        "`tenfold-runtime bench`); the request-rate signal plans for 80% of it. Unset: the "
+        "operator's default (TENFOLD_CAPACITY_PER_REPLICA).",
+    )
     scale_up_stabilization_seconds: int = Field(
         0, ge=0, le=3600, description="Window over which scale-up takes the lowest proposal."
     )

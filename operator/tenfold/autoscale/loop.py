@@ -192,7 +192,9 @@ class Autoscaler:
         current = model.replicas if model.replicas is not None else auto.min_replicas
         per_replica = replica_cost(model, self._catalog, cluster_prices)
         cap = model.budget.hourly_cap()
-        params = PolicyParams(capacity_per_replica or self.settings.capacity_per_replica)
+        params = PolicyParams(
+            capacity_per_replica or auto.requests_per_replica or self.settings.capacity_per_replica
+        )
         decision = decide(
             auto,
             current,
