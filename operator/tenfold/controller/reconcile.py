@@ -6,11 +6,14 @@ controller.status) do not already decide. Side effects go through apply.py and o
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from tenfold.api.catalog import load_catalog
 from tenfold.api.cost import max_affordable_replicas, replica_cost
@@ -23,6 +26,7 @@ from tenfold.controller import status as status_rules
 from tenfold.plan import DEFAULT_RUNTIME_IMAGE, build_plan, pod_selector
 
 HOURS_PER_MONTH = 730
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,40 @@ def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> int:
     return wanted if ceiling is None else min(wanted, ceiling)
 
 
+class Expiring(Generic[T]):
+    """One value, fetched again only when older than `ttl` seconds (thread-safe).
+
+    Handlers run on kopf's thread pool, so the lock also keeps concurrent callers from
+    fetching the same value at once.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._fetched_at = -math.inf
+
+    def get(self, fetch: Callable[[], T]) -> T:
+        """The held value while fresh, else `fetch()` (an error is raised, not held)."""
+        with self._lock:
+            now = self._clock()
+            if self._value is None or now - self._fetched_at >= self.ttl:
+                self._value, self._fetched_at = fetch(), now
+            return self._value
+
+
+# The price ConfigMap was read once per service per status tick; one read per tick is enough.
+_PRICES: dict[tuple[str, str], Expiring[dict[str, float]]] = {}
+
+
 def cluster_prices(config: OperatorConfig) -> dict[str, float]:
-    """The cluster's price overrides (the operator's price ConfigMap)."""
-    return observe.cluster_price_overrides(config.namespace, config.prices_configmap)
+    """The cluster's price overrides (the operator's price ConfigMap), at most a tick old."""
+    key = (config.namespace, config.prices_configmap)
+    held = _PRICES.setdefault(key, Expiring(config.tick_seconds))
+    return dict(
+        held.get(lambda: observe.cluster_price_overrides(config.namespace, config.prices_configmap))
+    )
 
 
 def parse_body(body: Mapping[str, Any]) -> InferenceService:
