@@ -51,6 +51,7 @@ from tenfold_runtime.bench import (  # noqa: E402
     perf_command,
     perf_input_data,
 )
+from tenfold_runtime.clients import embed_grpc, embed_http  # noqa: E402
 from tenfold_runtime.local import free_port  # noqa: E402
 from tenfold_runtime.podrun import (  # noqa: E402
     container_argv,
@@ -142,24 +143,6 @@ def start_sidecar(container: dict, triton_http: str, models: Path, stack: ExitSt
     raise RuntimeError("the cache sidecar did not become ready")
 
 
-def embed_http(url: str, model: str, texts: list[str]) -> np.ndarray:
-    """Embeddings over KServe v2 HTTP."""
-    client = httpclient.InferenceServerClient(url)
-    data = np.array([[t.encode()] for t in texts], dtype=object)
-    request = httpclient.InferInput("TEXT", list(data.shape), "BYTES")
-    request.set_data_from_numpy(data, binary_data=False)
-    return client.infer(model, [request]).as_numpy("EMBEDDING")
-
-
-def embed_grpc(url: str, model: str, texts: list[str]) -> np.ndarray:
-    """Embeddings over KServe v2 gRPC."""
-    client = grpcclient.InferenceServerClient(url)
-    data = np.array([[t.encode()] for t in texts], dtype=object)
-    request = grpcclient.InferInput("TEXT", list(data.shape), "BYTES")
-    request.set_data_from_numpy(data)
-    return client.infer(model, [request]).as_numpy("EMBEDDING")
-
-
 def short_benchmark(http_url: str, model: str, workdir: Path) -> None:
     """perf_analyzer at concurrency 1 and 16, a few seconds each."""
     binary = perf_analyzer_binary(None)
@@ -192,8 +175,13 @@ def serve_locally(deployment: dict, kubectl: Any, workdir: Path, stack: ExitStac
 
     banner("real requests")
     model = manifest.get("model_name", "minilm")
-    through_cache = embed_http(sidecar, model, SENTENCES)
-    direct = embed_grpc(handle.grpc_url, model, SENTENCES)
+    with httpclient.InferenceServerClient(sidecar) as http:
+        through_cache = embed_http(http, model, SENTENCES, binary=False)
+    grpc = grpcclient.InferenceServerClient(handle.grpc_url)
+    try:
+        direct = embed_grpc(grpc, model, SENTENCES)
+    finally:
+        grpc.close()
     print(
         f"embeddings {through_cache.shape}; HTTP via sidecar vs gRPC direct max |diff| "
         f"{np.abs(through_cache - direct).max():.2e}"

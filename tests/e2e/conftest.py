@@ -9,21 +9,21 @@
 `triton` starts the real tritonserver from the nvidia-pytriton wheel on that repository with
 the container command the operator renders (free loopback ports) and stops it at the end.
 `http_client` / `grpc_client` are tritonclient clients on it; `embed_http` / `embed_grpc`
-send texts and return the EMBEDDING rows.
+(from tenfold_runtime.clients) send texts and return the EMBEDDING rows.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tenfold.api.enums import Precision
 from tenfold_runtime import examples
+from tenfold_runtime.clients import embed_grpc, embed_http, text_input
 from tenfold_runtime.local import TritonHandle, container_command, start_triton
 from tenfold_runtime.prepare import prepare
 
@@ -103,30 +103,6 @@ def grpc_client(triton: TritonHandle) -> Iterator[object]:
     client.close()
 
 
-def text_input(module: object, texts: Sequence[str]) -> object:
-    """The TEXT input ([n, 1] BYTES) for either tritonclient flavour."""
-    array = np.array([[t.encode()] for t in texts], dtype=object)
-    tensor = module.InferInput("TEXT", list(array.shape), "BYTES")  # type: ignore[attr-defined]
-    tensor.set_data_from_numpy(array)
-    return tensor
-
-
-def embed_http(client: object, model: str, texts: Sequence[str]) -> np.ndarray:
-    """EMBEDDING rows for `texts`, sent as one HTTP request."""
-    import tritonclient.http as httpclient
-
-    result = client.infer(model, [text_input(httpclient, texts)])  # type: ignore[attr-defined]
-    return result.as_numpy("EMBEDDING")
-
-
-def embed_grpc(client: object, model: str, texts: Sequence[str]) -> np.ndarray:
-    """EMBEDDING rows for `texts`, sent as one gRPC request."""
-    import tritonclient.grpc as grpcclient
-
-    result = client.infer(model, [text_input(grpcclient, texts)])  # type: ignore[attr-defined]
-    return result.as_numpy("EMBEDDING")
-
-
 def model_counts(client: object, model: str) -> tuple[int, int]:
     """(inference_count, execution_count) from Triton's statistics for `model`."""
     stats = client.get_inference_statistics(model)["model_stats"][0]  # type: ignore[attr-defined]
@@ -146,3 +122,6 @@ def counts_after(
         if inferences - before[0] >= requests or time.monotonic() > deadline:
             return inferences - before[0], executions - before[1]
         time.sleep(0.05)
+
+
+__all__ = ["embed_grpc", "embed_http", "text_input"]  # re-exported for the test modules
