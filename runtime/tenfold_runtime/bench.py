@@ -52,9 +52,9 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("minilm_naive", "naive (fp32, no batching)", Precision.FP32, batching=False),
-    Variant("minilm_batched", "batching window (fp32)", Precision.FP32, batching=True),
-    Variant("minilm_int8", "batching + guarded int8", Precision.INT8, batching=True),
+    Variant("minilm-naive", "naive (fp32, no batching)", Precision.FP32, batching=False),
+    Variant("minilm-batched", "batching window (fp32)", Precision.FP32, batching=True),
+    Variant("minilm-int8", "batching + guarded int8", Precision.INT8, batching=True),
 )
 
 
@@ -150,10 +150,10 @@ def summarize(points: Sequence[Point], ceilings: dict[str, float]) -> dict[str, 
     best = max(points, key=lambda p: p.throughput, default=None)
     return {
         "batching_vs_naive_c16": ratio(
-            by_key.get(("minilm_batched", 16)), by_key.get(("minilm_naive", 16))
+            by_key.get(("minilm-batched", 16)), by_key.get(("minilm-naive", 16))
         ),
         "int8_vs_batching_c16": ratio(
-            by_key.get(("minilm_int8", 16)), by_key.get(("minilm_batched", 16))
+            by_key.get(("minilm-int8", 16)), by_key.get(("minilm-batched", 16))
         ),
         "best_triton_vs_ceiling": ratio(
             best.throughput if best else None, ceilings.get(best.variant) if best else None

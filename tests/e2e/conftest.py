@@ -3,8 +3,8 @@
 `minilm_repository` prepares the packaged MiniLM model once per session with the runtime's own
 `prepare` (the init container's code path) into a fresh folder:
 
-    minilm_fp32   fp32, dynamic batching window of BATCH_WINDOW_US
-    minilm_int8   int8 requested, guarded (default max_drop 0.01: the guard may serve mixed)
+    minilm-fp32   fp32, dynamic batching window of BATCH_WINDOW_US
+    minilm-int8   int8 requested, guarded (default max_drop 0.01: the guard may serve mixed)
 
 `triton` starts the real tritonserver from the nvidia-pytriton wheel on that repository with
 the container command the operator renders (free loopback ports) and stops it at the end.
@@ -27,8 +27,8 @@ from tenfold_runtime.clients import embed_grpc, embed_http, text_input
 from tenfold_runtime.local import TritonHandle, container_command, start_triton
 from tenfold_runtime.prepare import prepare
 
-FP32_MODEL = "minilm_fp32"
-INT8_MODEL = "minilm_int8"
+FP32_MODEL = "minilm-fp32"
+INT8_MODEL = "minilm-int8"
 # Wide enough that a burst from 16 client threads lands in one window even when CI's two
 # cores schedule those threads slowly (5 ms let some runs execute every request alone).
 BATCH_WINDOW_US = 50_000

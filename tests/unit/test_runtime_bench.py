@@ -13,7 +13,7 @@ CSV = (
 
 
 def test_parse_perf_csv_converts_microseconds_and_prices_requests():
-    (point,) = bench.parse_perf_csv(CSV, "minilm_batched", price_per_hour=0.096)
+    (point,) = bench.parse_perf_csv(CSV, "minilm-batched", price_per_hour=0.096)
     assert point.concurrency == 16
     assert point.throughput == pytest.approx(300.5)
     assert (point.p50_ms, point.p95_ms, point.p99_ms) == (52.0, 65.0, 90.0)
@@ -40,18 +40,18 @@ def _point(variant, concurrency, throughput):
 
 def test_summary_ratios_follow_the_targets():
     points = [
-        _point("minilm_naive", 16, 50),
-        _point("minilm_batched", 16, 300),
-        _point("minilm_int8", 16, 450),
+        _point("minilm-naive", 16, 50),
+        _point("minilm-batched", 16, 300),
+        _point("minilm-int8", 16, 450),
     ]
-    summary = bench.summarize(points, {"minilm_batched": 400, "minilm_int8": 500})
+    summary = bench.summarize(points, {"minilm-batched": 400, "minilm-int8": 500})
     assert summary["batching_vs_naive_c16"] == pytest.approx(6.0)
     assert summary["int8_vs_batching_c16"] == pytest.approx(1.5)
     assert summary["best_triton_vs_ceiling"] == pytest.approx(0.9)
 
 
 def test_summary_leaves_missing_points_empty():
-    summary = bench.summarize([_point("minilm_batched", 4, 100)], {})
+    summary = bench.summarize([_point("minilm-batched", 4, 100)], {})
     assert summary == {
         "batching_vs_naive_c16": None,
         "int8_vs_batching_c16": None,

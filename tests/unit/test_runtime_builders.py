@@ -90,15 +90,27 @@ def test_manifest_records_request_served_accuracy_and_every_attempt():
     assert manifest["io"]["outputs"][0]["dims"] == [384]
 
 
-def test_example_config_without_a_window_has_no_dynamic_batching():
-    naive = examples.config_pbtxt("m", max_queue_delay_microseconds=None)
-    batched = examples.config_pbtxt(
-        "m", max_queue_delay_microseconds=2000, preferred_batch_size=(8, 16), response_cache=True
+def test_example_config_is_the_operators_and_the_naive_one_has_no_batcher():
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    def parsed(text: str) -> mc.ModelConfig:
+        return text_format.Parse(text, mc.ModelConfig())
+
+    naive = parsed(examples.config_pbtxt("m", max_queue_delay_microseconds=None))
+    batched = parsed(
+        examples.config_pbtxt(
+            "m",
+            max_queue_delay_microseconds=2000,
+            preferred_batch_size=(8, 16),
+            response_cache=True,
+        )
     )
-    assert "dynamic_batching" not in naive
-    assert "max_queue_delay_microseconds: 2000" in batched
-    assert "preferred_batch_size: 8 preferred_batch_size: 16" in batched
-    assert "response_cache { enable: true }" in batched
+    assert not naive.HasField("dynamic_batching") and naive.max_batch_size == 32
+    assert batched.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert list(batched.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert batched.response_cache.enable
+    assert batched.parameters["task"].string_value == "embedding"  # the operator's own builder
 
 
 def test_termination_report_is_what_the_operator_reads():
