@@ -36,6 +36,8 @@ DEFAULT_SEQUENCE_BUCKETS = (16, 32, 64, 128, 256, 512)
 ONNX_OPSET = 17
 # onnxruntime quantizes these: the weights of Linear layers, never activation x activation.
 ONNX_INT8_PRECISIONS = (Precision.INT8, Precision.MIXED)
+# How the manifest names onnxruntime's int8 (quantize_dynamic, per-channel int8 weights).
+ONNX_INT8_SCHEME = "onnxruntime-dynamic-per-channel"
 
 # Runs an artefact: (token ids, attention mask) -> embeddings [rows, hidden].
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]

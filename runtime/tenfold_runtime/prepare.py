@@ -175,6 +175,12 @@ class Guarded:
         details["measured"] = f"{self.target.backend} artefact {path.name}"
         return guard.measure(self.metric, self.reference, outputs)
 
+    def int8_scheme_served(self) -> str:
+        """Whose int8 the served artefact uses: onnxruntime's for ONNX, else torch's scheme."""
+        if self.target is not None and self.target.backend is Backend.ONNXRUNTIME:
+            return export.ONNX_INT8_SCHEME
+        return str(self.int8_scheme)
+
     def keep_for_mixed(self) -> list[str]:
         """Layers left at fp32 under mixed: the spec's patterns, or the most sensitive ones."""
         names = quantize.linear_names(self.loaded.model)
@@ -241,7 +247,7 @@ class Guarded:
         accepted, reason = guard.verdict(accuracy, self.max_drop)
         details["seconds"] = round(time.monotonic() - started, 2)
         if precision in (Precision.INT8, Precision.MIXED):
-            details["int8_scheme"] = str(self.int8_scheme)
+            details["int8_scheme"] = self.int8_scheme_served()
         if precision is Precision.MIXED:
             details["kept_fp32_layers"] = keep
         log.info(

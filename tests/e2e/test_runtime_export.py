@@ -77,6 +77,7 @@ def test_onnx_int8_is_guarded_on_the_onnx_artefact_itself(onnx_int8):
     assert manifest["precision_served"] == "int8"
     (attempt,) = manifest["guard"]["attempts"]
     assert attempt["accepted"] and attempt["details"]["measured"].endswith("model.onnx")
+    assert attempt["details"]["int8_scheme"] == "onnxruntime-dynamic-per-channel"
     # Measured here: onnxruntime's per-channel int8 keeps mean cosine ~0.994 (torch's ~0.978).
     assert manifest["accuracy"]["mean"] >= 0.99
     artefact = manifest["artefact"]
