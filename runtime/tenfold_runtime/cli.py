@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-drop", type=float, default=0.01)
     bench.add_argument("--perf-analyzer", help="perf_analyzer binary (default: hack script)")
 
+    compare = commands.add_parser(
+        "compare-backends", help="in-process texts/s and accuracy: torch vs onnxruntime"
+    )
+    compare.add_argument("--batches", type=_levels, default=(1, 16), help="batch sizes")
+    compare.add_argument("--seconds", type=float, default=8.0, help="per engine and batch size")
+    compare.add_argument("--output", type=Path, default=Path("results/compare-backends"))
+
     cache = commands.add_parser("cache", help="run the cache sidecar", add_help=False)
     cache.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -204,6 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_prepare(args)
     if args.command == "serve-local":
         return run_serve_local(args)
+    if args.command == "compare-backends":
+        from tenfold_runtime.compare import compare_backends
+
+        compare_backends(
+            args.batches, args.seconds, args.output, shlex.join(["tenfold-runtime", *argv])
+        )
+        return 0
     return run_bench(args, argv)
 
 
