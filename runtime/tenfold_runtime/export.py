@@ -71,8 +71,6 @@ def check_exportable(backend: Backend, precision: Precision) -> None:
         raise UnsupportedPrecisionError(
             f"the onnxruntime export serves fp32, int8 and mixed, not {precision}"
         )
-    if backend not in (Backend.PYTHON, *ARTEFACT_FILES):
-        raise UnsupportedPrecisionError(f"tenfold cannot export for the {backend} backend")
 
 
 def bucket_length(longest: int, buckets: Sequence[int], max_length: int) -> int:

@@ -31,6 +31,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tenfold.constants import TRITON_BASE_ARGS
+from tenfold.plan.triton_config import BACKENDS
 from tenfold_runtime.builders import SITE_DIRS_ENV
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,8 @@ def ensure_backend_dir(install: TritonInstall, cache_root: Path = DEFAULT_CACHE_
 
 # Schedulers built into tritonserver itself: no plugin folder to look for.
 BUILTIN_PLATFORMS = frozenset({"ensemble"})
+# The backend plugin behind each platform name, from the table the operator renders with.
+PLATFORM_BACKENDS = {platform: backend for platform, backend in BACKENDS.values() if platform}
 
 
 def required_backends(configs: Mapping[str, str]) -> dict[str, str]:
@@ -168,7 +171,7 @@ def required_backends(configs: Mapping[str, str]) -> dict[str, str]:
         config = text_format.Parse(text, mc.ModelConfig())
         if config.platform in BUILTIN_PLATFORMS:
             continue
-        needed[name] = config.backend or config.platform.partition("_")[0]
+        needed[name] = config.backend or PLATFORM_BACKENDS.get(config.platform, config.platform)
     return needed
 
 

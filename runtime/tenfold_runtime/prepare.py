@@ -105,8 +105,13 @@ class GuardRun:
     """The guard's decision and the module that passed it (None when none did)."""
 
     decision: guard.Decision
-    module: nn.Module | None
     state: Guarded
+
+    @property
+    def module(self) -> nn.Module | None:
+        """The module at the served precision; None when every rung was rejected."""
+        served = self.decision.served
+        return None if served is None else self.state.modules.get(served)
 
 
 @dataclass
@@ -285,9 +290,7 @@ def run_guard(
         target=target,
     )
     order = guard.ladder(spec.precision, spec.guard.fallback)
-    decision = guard.walk_ladder(order, state.attempt)
-    module = state.modules.get(decision.served) if decision.served is not None else None
-    return GuardRun(decision=decision, module=module, state=state)
+    return GuardRun(decision=guard.walk_ladder(order, state.attempt), state=state)
 
 
 def existing_manifest(model_dir: Path, spec: PrepareSpec) -> dict[str, object] | None:
@@ -380,9 +383,9 @@ def write_exported_steps(
 
     The encoder file is the very artefact the guard measured (moved, not exported again).
     """
-    served, loaded = run.decision.served, run.state.loaded
+    served, loaded, target = run.decision.served, run.state.loaded, run.state.target
     artefact = run.state.artefacts.get(served) if served is not None else None
-    if artefact is None:
+    if artefact is None or target is None:
         raise PrepareError(f"the guard accepted {served} but left no {spec.backend} artefact")
     tokenizer_name = tokenizer_model_name(spec.model_name)
     encoder_name = encoder_model_name(spec.model_name)
@@ -412,7 +415,7 @@ def write_exported_steps(
         "file": str((encoder / VERSION_DIR / artefact.name).relative_to(repository)),
         "digest": digest,
         "steps": [tokenizer_name, encoder_name],
-        "sequence_buckets": list(sequence_buckets(tokenizer_config)),
+        "sequence_buckets": list(target.buckets),
     }
 
 

@@ -118,17 +118,10 @@ def weight_files(model_dir: Path) -> list[Path]:
     return sorted(p for p in model_dir.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
 
 
-def _hash_into(digest: hashlib._Hash, path: Path) -> None:
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-
-
 def file_digest(path: Path) -> str:
     """sha256 of one file's bytes, as `sha256:<hex>`."""
-    digest = hashlib.sha256()
-    _hash_into(digest, path)
-    return "sha256:" + digest.hexdigest()
+    with path.open("rb") as handle:
+        return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def digest_weights(model_dir: Path) -> str:
@@ -139,5 +132,7 @@ def digest_weights(model_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(model_dir).as_posix().encode() + b"\0")
-        _hash_into(digest, path)
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return "sha256:" + digest.hexdigest()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Generic, TypeVar
 
 from tenfold.api.catalog import load_catalog
@@ -90,17 +91,18 @@ class Expiring(Generic[T]):
             return self._value
 
 
-# The price ConfigMap was read once per service per status tick; one read per tick is enough.
-_PRICES: dict[tuple[str, str], Expiring[dict[str, float]]] = {}
+@cache
+def _held_prices(config: OperatorConfig) -> Expiring[dict[str, float]]:
+    # The price ConfigMap was read once per service per status tick; once per tick will do.
+    return Expiring(config.tick_seconds)
 
 
 def cluster_prices(config: OperatorConfig) -> dict[str, float]:
     """The cluster's price overrides (the operator's price ConfigMap), at most a tick old."""
-    key = (config.namespace, config.prices_configmap)
-    held = _PRICES.setdefault(key, Expiring(config.tick_seconds))
-    return dict(
-        held.get(lambda: observe.cluster_price_overrides(config.namespace, config.prices_configmap))
+    prices = _held_prices(config).get(
+        lambda: observe.cluster_price_overrides(config.namespace, config.prices_configmap)
     )
+    return dict(prices)
 
 
 def parse_body(body: Mapping[str, Any]) -> InferenceService:

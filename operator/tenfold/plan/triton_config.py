@@ -33,7 +33,6 @@ from tenfold.plan.source import runtime_source
 # The precision asked for; the guard may serve another, which the manifest records.
 PARAM_PRECISION = "precision_requested"
 PARAM_TASK = "task"
-PARAM_SEQUENCE_BUCKETS = SEQUENCE_BUCKETS_PARAMETER
 
 
 @dataclass(frozen=True)
@@ -172,11 +171,7 @@ def build_step_configs(spec: InferenceServiceSpec) -> dict[str, mc.ModelConfig]:
         tokenizer.dynamic_batching.SetInParent()
     tokenizer.input.append(_model_input(text))
     tokenizer.output.extend(_model_output(t) for t in _TOKEN_TENSORS)
-    tokenizer.instance_group.append(
-        mc.ModelInstanceGroup(
-            kind=mc.ModelInstanceGroup.KIND_CPU, count=spec.runtime.instances_per_replica
-        )
-    )
+    tokenizer.instance_group.append(_cpu_instances(spec))
     _set_parameters(tokenizer, python_parameters(spec))
     platform, backend = BACKENDS[spec.runtime.backend]
     encoder = _batched_config(spec, encoder_model_name(name), platform, backend)
@@ -209,13 +204,17 @@ def build_instance_group(spec: InferenceServiceSpec) -> mc.ModelInstanceGroup:
     """`count` model instances per pod, on each of the pod's GPUs or on its CPU."""
     hardware = spec.hardware
     if hardware.gpu_type == CPU:
-        return mc.ModelInstanceGroup(
-            kind=mc.ModelInstanceGroup.KIND_CPU, count=spec.runtime.instances_per_replica
-        )
+        return _cpu_instances(spec)
     return mc.ModelInstanceGroup(
         kind=mc.ModelInstanceGroup.KIND_GPU,
         count=spec.runtime.instances_per_replica,
         gpus=list(range(hardware.gpus_per_replica)),
+    )
+
+
+def _cpu_instances(spec: InferenceServiceSpec) -> mc.ModelInstanceGroup:
+    return mc.ModelInstanceGroup(
+        kind=mc.ModelInstanceGroup.KIND_CPU, count=spec.runtime.instances_per_replica
     )
 
 
@@ -227,7 +226,7 @@ def python_parameters(spec: InferenceServiceSpec) -> dict[str, str]:
     }
     if spec.batching.sequence_buckets:
         buckets = sorted(set(spec.batching.sequence_buckets))
-        params[PARAM_SEQUENCE_BUCKETS] = ",".join(str(b) for b in buckets)
+        params[SEQUENCE_BUCKETS_PARAMETER] = ",".join(str(b) for b in buckets)
     return params
 
 
