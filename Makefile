@@ -32,10 +32,10 @@ bench: ## benchmark the runtime on real Triton (writes results/bench and prints 
 	$(VENV)/bin/tenfold-runtime bench
 
 testbed-up: ## start the local Kubernetes test bed (builds it on first use)
-	$(PY) -m tenfold.testbed up
+	$(PY) -m tenfold_tools.testbed up
 
 testbed-down: ## stop the local Kubernetes test bed
-	$(PY) -m tenfold.testbed down
+	$(PY) -m tenfold_tools.testbed down
 
 env: ## create or update the Python environment (outside the repo, cached)
 	bash hack/python-env.sh

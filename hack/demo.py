@@ -43,8 +43,8 @@ from tests.integration.operator_support import (  # noqa: E402
     wait_ready,
 )
 
-from tenfold.testbed import down as testbed_down  # noqa: E402
-from tenfold.testbed import up as testbed_up  # noqa: E402
+from tenfold_tools.testbed import down as testbed_down  # noqa: E402
+from tenfold_tools.testbed import up as testbed_up  # noqa: E402
 from tenfold_runtime.bench import (  # noqa: E402
     parse_perf_csv,
     perf_analyzer_binary,

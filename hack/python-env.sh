@@ -29,4 +29,8 @@ if [[ ! -f "$stamp" ]]; then
 else
     "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo_root" >&2
 fi
+# Development tooling (tools/: the test bed, harnesses) is on the venv's path through a .pth
+# file, never in the tenfold wheel, so no image carries it.
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo "$repo_root/tools" > "$site/tenfold-tools.pth"
 echo "$venv"

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from tenfold.testbed.procs import free_port
+from tenfold_tools.testbed.procs import free_port
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
-"""Fixtures for tests against the local test bed (tenfold.testbed).
+"""Fixtures for tests against the local test bed (tenfold_tools.testbed).
 
 - testbed (session): starts a test bed of its own (pytest-<pid>) and stops it at the end. With
-  TENFOLD_TESTBED_REUSE=1 it uses the one already up (`python -m tenfold.testbed up`) and
+  TENFOLD_TESTBED_REUSE=1 it uses the one already up (`python -m tenfold_tools.testbed up`) and
   leaves it running. Exports KUBECONFIG and PATH (pinned kubectl, helm) for subprocesses.
 - kubectl (session): kubectl(*args, input=None, check=True, timeout=120) -> CompletedProcess.
 - k8s_api (session): a kubernetes.client.ApiClient for the test bed.
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from tenfold.testbed import Kubectl, Testbed, assert_is_testbed, is_up, load, up
-from tenfold.testbed import down as testbed_down
-from tenfold.testbed.health import wait_until
-from tenfold.testbed.layout import cache_root
-from tenfold.testbed.procs import is_alive
+from tenfold_tools.testbed import Kubectl, Testbed, assert_is_testbed, is_up, load, up
+from tenfold_tools.testbed import down as testbed_down
+from tenfold_tools.testbed.health import wait_until
+from tenfold_tools.testbed.layout import cache_root
+from tenfold_tools.testbed.procs import is_alive
 
 HERE = Path(__file__).parent
 # Each session gets its own test bed (pytest-<pid>), so `pytest` never stops the one a

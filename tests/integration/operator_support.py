@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from tenfold.testbed import Kubectl
-from tenfold.testbed.health import wait_until
-from tenfold.testbed.procs import free_port
+from tenfold_tools.testbed import Kubectl
+from tenfold_tools.testbed.health import wait_until
+from tenfold_tools.testbed.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "serving.tenfold.dev_inferenceservices.yaml"

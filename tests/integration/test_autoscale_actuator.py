@@ -12,7 +12,7 @@ from kubernetes import client
 from tenfold.autoscale.actuator import apply_scale
 from tenfold.autoscale.loop import Autoscaler, AutoscaleSettings
 from tenfold.autoscale.signals import ServiceKey, ServiceSignals
-from tenfold.testbed import Kubectl
+from tenfold_tools.testbed import Kubectl
 from tests.integration.operator_support import (
     REPO_ROOT,
     apply_manifest,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tenfold.testbed import Kubectl
+from tenfold_tools.testbed import Kubectl
 from tenfold_runtime.cache.local import write_standin_repository
 from tenfold_runtime.local import TritonHandle, start_triton
 from tests.e2e.prometheus_support import (

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tenfold.testbed import Kubectl
+from tenfold_tools.testbed import Kubectl
 from tests.integration.operator_support import (
     REPO_ROOT,
     OperatorProcess,

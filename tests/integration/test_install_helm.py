@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from tenfold import testbed as tb
-from tenfold.testbed import Kubectl, load_versions
-from tenfold.testbed.health import wait_until
-from tenfold.testbed.layout import Binaries
+from tenfold_tools.testbed import Kubectl, load_versions
+from tenfold_tools.testbed.health import wait_until
+from tenfold_tools.testbed.layout import Binaries
 from tests.integration.operator_support import (
     OPERATOR_START_TIMEOUT,
     REPO_ROOT,

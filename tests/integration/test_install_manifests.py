@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tenfold import testbed as tb
-from tenfold.testbed import Kubectl
+from tenfold_tools.testbed import Kubectl
 from tests.integration.operator_support import REPO_ROOT, get_json
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tenfold.testbed import Kubectl, Testbed, TestbedError, assert_is_testbed
-from tenfold.testbed.health import wait_until
+from tenfold_tools.testbed import Kubectl, Testbed, TestbedError, assert_is_testbed
+from tenfold_tools.testbed.health import wait_until
 
 # GPU Feature Discovery's product strings, written out here rather than read from
 # nodes.yaml so that a typo in the data file fails this test.

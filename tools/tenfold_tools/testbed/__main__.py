@@ -1,4 +1,4 @@
-"""Command line: python -m tenfold.testbed up|down|status|env [--name NAME]."""
+"""Command line: python -m tenfold_tools.testbed up|down|status|env [--name NAME]."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import os
 import shlex
 import sys
 
-from tenfold.testbed import cluster
-from tenfold.testbed.layout import DEFAULT_NAME, TestbedError
+from tenfold_tools.testbed import cluster
+from tenfold_tools.testbed.layout import DEFAULT_NAME, TestbedError
 
 
 def _env(name: str) -> int:
-    """Print shell exports for the running test bed: eval "$(python -m tenfold.testbed env)"."""
+    """Print shell exports for the running test bed: eval "$(python -m tenfold_tools.testbed env)"."""
     for key, value in cluster.load(name).env().items():
         print(f"export {key}={shlex.quote(value)}")
     return 0
@@ -28,7 +28,7 @@ def _status(name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one test-bed command; errors print one line and exit 1."""
-    parser = argparse.ArgumentParser(prog="python -m tenfold.testbed", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tenfold_tools.testbed", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument(
         "--name",
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             return _env(args.name)
     except TestbedError as err:
-        print(f"tenfold.testbed: {err}", file=sys.stderr)
+        print(f"tenfold_tools.testbed: {err}", file=sys.stderr)
         return 1
     return 0
 

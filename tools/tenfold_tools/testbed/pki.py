@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from tenfold.testbed.layout import TestbedError
+from tenfold_tools.testbed.layout import TestbedError
 
 CA_DAYS: Final = 3650
 CERT_DAYS: Final = 365

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from tenfold.testbed import components, health, pki, procs
-from tenfold.testbed.layout import (
+from tenfold_tools.testbed import components, health, pki, procs
+from tenfold_tools.testbed.layout import (
     BUILD_SCRIPT,
     DEFAULT_NAME,
     Binaries,
@@ -30,7 +30,7 @@ from tenfold.testbed.layout import (
     Versions,
     load_versions,
 )
-from tenfold.testbed.nodes import TESTBED_LABEL, build_nodes, load_pools
+from tenfold_tools.testbed.nodes import TESTBED_LABEL, build_nodes, load_pools
 
 # Start order; `down` stops them the other way round, so etcd outlives the apiserver.
 COMPONENTS: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -429,7 +429,7 @@ def load(name: str = DEFAULT_NAME) -> Testbed:
     state = StateDir.named(name)
     data = _read_state(state)
     if data is None or not is_up(name):
-        raise TestbedError(f"test bed {name!r} is not up: python -m tenfold.testbed up")
+        raise TestbedError(f"test bed {name!r} is not up: python -m tenfold_tools.testbed up")
     return _testbed(name, state, data)
 
 

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tenfold.testbed.layout import TestbedError
+from tenfold_tools.testbed.layout import TestbedError
 
 PROBE_TIMEOUT = 2.0
 

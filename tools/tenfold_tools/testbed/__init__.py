@@ -2,10 +2,10 @@
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as local processes
 built from their Go modules (hack/testbed/build.sh); KWOK plays the kubelets of fake CPU
-and GPU nodes. Use `python -m tenfold.testbed up|down|status|env`, or `up()`/`down()`.
+and GPU nodes. Use `python -m tenfold_tools.testbed up|down|status|env`, or `up()`/`down()`.
 """
 
-from tenfold.testbed.cluster import (
+from tenfold_tools.testbed.cluster import (
     Kubectl,
     Testbed,
     assert_is_testbed,
@@ -15,7 +15,7 @@ from tenfold.testbed.cluster import (
     status,
     up,
 )
-from tenfold.testbed.layout import DEFAULT_NAME, TestbedError, Versions, load_versions
+from tenfold_tools.testbed.layout import DEFAULT_NAME, TestbedError, Versions, load_versions
 
 __all__ = [
     "DEFAULT_NAME",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from tenfold.testbed.layout import Binaries, StateDir
-from tenfold.testbed.nodes import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE
+from tenfold_tools.testbed.layout import Binaries, StateDir
+from tenfold_tools.testbed.nodes import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE
 
 SERVICE_CIDR: Final = "10.96.0.0/16"
 # The first address of SERVICE_CIDR: the ClusterIP of the default/kubernetes Service.
