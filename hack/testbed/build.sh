@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the test bed's binaries (Kubernetes control plane, kubectl, etcd, KWOK, Helm) from
-# Go modules into ${TENFOLD_CACHE:-~/.cache/tenfold}/bin/<name>-<version>/.
+# Build the test bed's binaries (Kubernetes control plane and node, kubectl, crictl, etcd,
+# KWOK, Helm) from Go modules into ${TENFOLD_CACHE:-~/.cache/tenfold}/bin/<name>-<version>/.
 #
 # A component whose folder already holds every binary is reused, so a second run is a
 # no-op that only prints versions. Builds go to a temporary folder that is renamed into
@@ -49,6 +49,21 @@ build_kubernetes() {
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kubectl)
+}
+
+# The node's side of the same release: the kubelet and kube-proxy of the real node.
+build_kubernetes_node() {
+  local out="$1"
+  require_pinned "${here}/k8s/go.mod" k8s.io/kubernetes "${K8S_VERSION}"
+  (cd "${here}/k8s" && go build "${go_flags[@]}" -ldflags "$(kube_ldflags)" -o "${out}/" \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy)
+}
+
+# crictl talks CRI to the node's containerd: `down` removes pods through it, so CNI
+# releases their addresses, and it is the usual tool to look inside a node.
+build_crictl() {
+  GOBIN="$1" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@${CRICTL_VERSION}"
 }
 
 build_etcd() {
@@ -119,6 +134,8 @@ main() {
   local start=${SECONDS}
   ensure kubernetes "${K8S_VERSION}" build_kubernetes \
     kube-apiserver kube-controller-manager kube-scheduler kubectl
+  ensure kubernetes-node "${K8S_VERSION}" build_kubernetes_node kubelet kube-proxy
+  ensure crictl "${CRICTL_VERSION}" build_crictl crictl
   ensure etcd "${ETCD_VERSION}" build_etcd etcd
   ensure kwok "${KWOK_VERSION}" build_kwok kwok stages/pod-ready.yaml
   ensure helm "${HELM_VERSION}" build_helm helm
@@ -128,6 +145,9 @@ main() {
   echo "kube-controller-manager $("${k8s}/kube-controller-manager" --version)"
   echo "kube-scheduler          $("${k8s}/kube-scheduler" --version)"
   echo "kubectl                 $("${k8s}/kubectl" version --client | head -1)"
+  echo "kubelet                 $("${bin}/kubernetes-node-${K8S_VERSION}/kubelet" --version)"
+  echo "kube-proxy              $("${bin}/kubernetes-node-${K8S_VERSION}/kube-proxy" --version)"
+  echo "crictl                  $("${bin}/crictl-${CRICTL_VERSION}/crictl" --version)"
   echo "etcd                    $("${bin}/etcd-${ETCD_VERSION}/etcd" --version | head -1)"
   echo "kwok                    $("${bin}/kwok-${KWOK_VERSION}/kwok" --version)"
   echo "helm                    $("${bin}/helm-${HELM_VERSION}/helm" version --short)"

@@ -31,15 +31,12 @@ from tests.e2e.prometheus_support import (
     Load,
     PrometheusProcess,
     ScrapeTarget,
-    prometheus_binary,
     start_prometheus,
     wait_for,
 )
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(prometheus_binary() is None, reason="prometheus not installed"),
-]
+# No skip when Prometheus is missing: start_prometheus fails and says how to install it.
+pytestmark = pytest.mark.e2e
 
 ALPHA: ServiceKey = ("tenfold-e2e", "alpha")
 BETA: ServiceKey = ("tenfold-e2e-b", "beta")

@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 
-from tenfold_tools.testbed import Kubectl
 from tenfold_runtime.cache.local import write_standin_repository
 from tenfold_runtime.local import TritonHandle, start_triton
+from tenfold_tools.testbed import Kubectl
 from tests.e2e.prometheus_support import (
     Load,
     PrometheusProcess,
     ScrapeTarget,
-    prometheus_binary,
     start_prometheus,
 )
 from tests.e2e.prometheus_support import wait_for as poll
@@ -36,8 +35,6 @@ from tests.integration.operator_support import (
     load_manifest,
     wait_for,
 )
-
-pytestmark = pytest.mark.skipif(prometheus_binary() is None, reason="prometheus not installed")
 
 NAME = "minilm"
 # One CPU replica ("2" vCPU, 4Gi) costs 2 x 0.0336 + 4 x 0.0036 = 0.0816 USD/h: 0.25 pays for 3.

@@ -1,8 +1,11 @@
-"""A real local Kubernetes control plane for tests and demos, with fake GPU nodes.
+"""A real local Kubernetes cluster for tests and demos: a real cpu node, fake GPU nodes.
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as local processes
-built from their Go modules (hack/testbed/build.sh); KWOK plays the kubelets of fake CPU
-and GPU nodes. Use `python -m tenfold_tools.testbed up|down|status|env`, or `up()`/`down()`.
+built from their Go modules (hack/testbed/build.sh); the cpu node is a real kubelet with
+containerd, CNI, kube-proxy and CoreDNS in a network namespace of its own (`realnode`),
+running images built here (hack/images/build.sh); KWOK plays the kubelets of the GPU nodes
+(and, with --kwok-only, of fake cpu nodes too).
+Use `python -m tenfold_tools.testbed up|down|status|env`, or `up()`/`down()`.
 """
 
 from tenfold_tools.testbed.cluster import (

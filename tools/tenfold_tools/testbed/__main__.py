@@ -13,7 +13,10 @@ from tenfold_tools.testbed.layout import DEFAULT_NAME, TestbedError
 
 
 def _env(name: str) -> int:
-    """Print shell exports for the running test bed: eval "$(python -m tenfold_tools.testbed env)"."""
+    """Print shell exports for the running test bed.
+
+    Use: eval "$(python -m tenfold_tools.testbed env)"
+    """
     for key, value in cluster.load(name).env().items():
         print(f"export {key}={shlex.quote(value)}")
     return 0
@@ -35,10 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("TENFOLD_TESTBED_NAME", DEFAULT_NAME),
         help="test bed name, so several can run side by side (env TENFOLD_TESTBED_NAME)",
     )
+    parser.add_argument(
+        "--kwok-only",
+        action="store_true",
+        help="up: no real node; KWOK plays the cpu pool too (scale and operator-logic tests)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            cluster.up(args.name)
+            cluster.up(args.name, real_node=not args.kwok_only)
         elif args.command == "down":
             cluster.down(args.name)
         elif args.command == "status":

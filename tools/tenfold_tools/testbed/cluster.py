@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from tenfold_tools.testbed import components, health, pki, procs
+from tenfold_tools.testbed import components, health, pki, procs, realnode
 from tenfold_tools.testbed.layout import (
     BUILD_SCRIPT,
     DEFAULT_NAME,
@@ -30,6 +31,7 @@ from tenfold_tools.testbed.layout import (
     Versions,
     load_versions,
 )
+from tenfold_tools.testbed.node import REAL_NODE_NAME, NodeNetwork, coredns_objects
 from tenfold_tools.testbed.nodes import TESTBED_LABEL, build_nodes, load_pools
 
 # Start order; `down` stops them the other way round, so etcd outlives the apiserver.
@@ -39,6 +41,8 @@ COMPONENTS: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-
 MARKER_NAMESPACE: Final = "kube-public"
 MARKER_NAME: Final = "tenfold-testbed"
 START_TIMEOUT: Final = 120.0
+# The KWOK pool the real node replaces (nodes.yaml): its pods run for real.
+REAL_POOL: Final = "cpu"
 Log = Callable[[str], None]
 
 
@@ -138,7 +142,8 @@ def ensure_built(versions: Versions, log: Log = print) -> Binaries:
     binaries = Binaries.for_versions(versions)
     wanted = [binaries.kube_apiserver, binaries.kubectl, binaries.etcd, binaries.kwok,
               binaries.kwok_stages, binaries.helm, binaries.kube_controller_manager,
-              binaries.kube_scheduler]  # fmt: skip
+              binaries.kube_scheduler, binaries.kubelet, binaries.kube_proxy,
+              binaries.crictl]  # fmt: skip
     if not all(p.exists() for p in wanted):
         log(f"building the test bed's binaries ({BUILD_SCRIPT}); the first build takes long")
         if subprocess.run(["bash", str(BUILD_SCRIPT)]).returncode != 0:
@@ -218,13 +223,25 @@ IDENTITIES: Final = (
 )
 
 
-def write_credentials(name: str, state: StateDir, server: str) -> None:
+# The real node's identities: the kubelet (Node authorizer), kube-proxy (bootstrap RBAC's
+# system:node-proxier) and the apiserver's client for the kubelet API (logs, exec).
+NODE_IDENTITIES: Final = (
+    ("kubelet", f"system:node:{REAL_NODE_NAME}", "system:nodes"),
+    ("kube-proxy", "system:kube-proxy", None),
+)
+
+
+def write_credentials(
+    name: str, state: StateDir, server: str, network: NodeNetwork | None = None
+) -> None:
     """Create the CA, serving and client certificates, the SA keys and the kubeconfigs."""
     state.pki.mkdir(parents=True, exist_ok=True)
     ca = pki.create_ca(state.pki, f"tenfold-testbed-{name}-ca")
     sans = ["IP:127.0.0.1", f"IP:{components.KUBERNETES_SERVICE_IP}", "DNS:localhost",
             "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
             "DNS:kubernetes.default.svc.cluster.local"]  # fmt: skip
+    if network:
+        sans.append(f"IP:{network.host_ip}")
     pki.issue_cert(ca, "apiserver", "kube-apiserver", server_sans=sans)
     # The aggregation layer's own CA, as kubeadm does: the controller-manager and
     # scheduler read it to authenticate proxied requests, and aggregated APIs need it.
@@ -233,10 +250,16 @@ def write_credentials(name: str, state: StateDir, server: str) -> None:
     )
     pki.issue_cert(front_proxy, "front-proxy-client", components.FRONT_PROXY_CLIENT)
     pki.create_service_account_keys(state.pki)
-    for owner, common_name, organization in IDENTITIES:
+    identities = IDENTITIES + (NODE_IDENTITIES if network else ())
+    for owner, common_name, organization in identities:
         client = pki.issue_cert(ca, owner, common_name, organization=organization)
         path = state.kubeconfig if owner == "admin" else state.component_kubeconfig(owner)
         _write_kubeconfig(path, build_kubeconfig(name, server, ca.cert, client))
+    if network:
+        pki.issue_cert(ca, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                       organization="system:masters")  # fmt: skip
+        pki.issue_cert(ca, "kubelet-serving", f"system:node:{REAL_NODE_NAME}",
+                       server_sans=[f"IP:{network.node_ip}", f"DNS:{REAL_NODE_NAME}"])  # fmt: skip
 
 
 def write_kwok_config(binaries: Binaries, state: StateDir) -> None:
@@ -281,7 +304,9 @@ def _wait_healthy(state: StateDir, component: str, pid: int, check: Callable[[],
     health.wait_until(check, f"{component} to be healthy", timeout=START_TIMEOUT, abort=exited)
 
 
-def _health_checks(state: StateDir, ports: components.Ports) -> dict[str, Callable[[], bool]]:
+def _health_checks(
+    state: StateDir, ports: components.Ports, address: str = "127.0.0.1"
+) -> dict[str, Callable[[], bool]]:
     """One probe per component: etcd and KWOK over HTTP, the Kubernetes ones over TLS."""
     admin = health.client_tls(
         state.pki / "ca.crt", state.pki / "admin.crt", state.pki / "admin.key"
@@ -291,7 +316,7 @@ def _health_checks(state: StateDir, ports: components.Ports) -> dict[str, Callab
     return {
         "etcd": lambda: health.http_ok(f"http://{local}:{ports.etcd_client}/health"),
         "kube-apiserver": lambda: health.http_ok(
-            f"https://{local}:{ports.apiserver}/readyz", admin
+            f"https://{address}:{ports.apiserver}/readyz", admin
         ),
         "kube-controller-manager": lambda: health.http_ok(
             f"https://{local}:{ports.controller_manager}/healthz", own
@@ -306,10 +331,11 @@ def start_control_plane(
 ) -> None:
     """Start etcd, then the apiserver, then the rest together; wait until each is healthy."""
     ports = components.Ports(**data["ports"])
-    checks = _health_checks(state, ports)
+    address = data["address"]
+    checks = _health_checks(state, ports, address)
     argv = {
         "etcd": components.etcd_args,
-        "kube-apiserver": components.apiserver_args,
+        "kube-apiserver": lambda b, st, p: components.apiserver_args(b, st, p, address),
         "kube-controller-manager": components.controller_manager_args,
         "kube-scheduler": components.scheduler_args,
         "kwok": components.kwok_args,
@@ -359,9 +385,13 @@ def _nodes_ready(testbed: Testbed, expected: int) -> bool:
     return len(ready) == expected
 
 
-def create_nodes(testbed: Testbed) -> None:
-    """Create the fake nodes and wait until KWOK has made them Ready."""
-    nodes = build_nodes(load_pools())
+def create_nodes(testbed: Testbed, real_node: bool) -> None:
+    """Create the fake nodes and wait until KWOK has made them Ready.
+
+    With a real node, the cpu pool is that node, and KWOK plays only the GPU pools.
+    """
+    pools = [p for p in load_pools() if not (real_node and p.name == REAL_POOL)]
+    nodes = build_nodes(pools)
     manifest = {"apiVersion": "v1", "kind": "List", "items": nodes}
     testbed.kubectl("create", "-f", "-", input=json.dumps(manifest))
     health.wait_until(
@@ -398,17 +428,25 @@ def _testbed(name: str, state: StateDir, data: dict[str, Any]) -> Testbed:
     )
 
 
-def _new_state(name: str, versions: Versions) -> dict[str, Any]:
+def _new_state(name: str, versions: Versions, network: NodeNetwork | None) -> dict[str, Any]:
     """Fresh state: free ports, the server URL and the marker token."""
     ports = components.Ports(*(procs.free_port() for _ in range(6)))
+    address = network.host_ip if network else "127.0.0.1"
     return {
         "name": name,
         "versions": asdict(versions),
         "ports": ports.as_dict(),
-        "server": f"https://127.0.0.1:{ports.apiserver}",
+        "address": address,
+        "server": f"https://{address}:{ports.apiserver}",
         "token": secrets.token_hex(16),
+        "real_node": network is not None,
         "pids": {},
     }
+
+
+def _components(data: dict[str, Any]) -> tuple[str, ...]:
+    """The processes a test bed described by data runs."""
+    return COMPONENTS + (realnode.NODE_COMPONENTS if data.get("real_node") else ())
 
 
 def is_up(name: str = DEFAULT_NAME) -> bool:
@@ -419,9 +457,12 @@ def is_up(name: str = DEFAULT_NAME) -> bool:
         return False
     pids = _pids(data)
     marker = str(state.root)
-    if set(pids) != set(COMPONENTS) or not all(procs.is_ours(p, marker) for p in pids.values()):
+    if set(pids) != set(_components(data)) or not all(
+        procs.is_ours(p, marker) for p in pids.values()
+    ):
         return False
-    return _health_checks(state, components.Ports(**data["ports"]))["kube-apiserver"]()
+    ports = components.Ports(**data["ports"])
+    return _health_checks(state, ports, data.get("address", "127.0.0.1"))["kube-apiserver"]()
 
 
 def load(name: str = DEFAULT_NAME) -> Testbed:
@@ -433,10 +474,45 @@ def load(name: str = DEFAULT_NAME) -> Testbed:
     return _testbed(name, state, data)
 
 
-def up(name: str = DEFAULT_NAME, log: Log = print) -> Testbed:
+def start_real_node(testbed: Testbed, data: dict[str, Any], timings: Timings, log: Log) -> None:
+    """Start containerd, import the images, start the kubelet and kube-proxy, wait until
+    the node is Ready, then run cluster DNS on it."""
+    state, binaries = testbed.state, testbed.binaries
+    dirs = realnode.NodeDirs(state)
+    network = NodeNetwork(realnode.NODE_SLOT)
+    argv = realnode.write_configs(dirs, network, binaries)
+    realnode.make_cgroup_root()
+    with timings.phase("containerd"):
+        pid = _start(state, data, "containerd", argv["containerd"])
+        realnode._record_owner_pid(state, pid)
+        realnode.wait_containerd(dirs, pid)
+    with timings.phase("images"):
+        images = realnode.ensure_images(log)
+        realnode.import_images(dirs, images, log)
+    with timings.phase("kubelet"):
+        pids = {c: _start(state, data, c, argv[c]) for c in ("kubelet", "kube-proxy")}
+
+        def exited() -> str | None:
+            dead = [c for c, p in pids.items() if not procs.is_alive(p)]
+            return f"{dead} exited; see {state.logs}" if dead else None
+
+        health.wait_until(lambda: realnode.node_ready(testbed.kubectl),
+                          f"node {realnode.REAL_NODE_NAME} to be Ready",
+                          timeout=START_TIMEOUT, interval=0.5, abort=exited)  # fmt: skip
+    with timings.phase("dns"):
+        coredns = realnode.image_ref(images, "coredns")
+        manifest = {"apiVersion": "v1", "kind": "List", "items": coredns_objects(coredns)}
+        testbed.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        testbed.kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns",
+                        "--timeout=120s", timeout=130)  # fmt: skip
+
+
+def up(name: str = DEFAULT_NAME, log: Log = print, *, real_node: bool = True) -> Testbed:
     """Start the test bed (building binaries first if needed) and wait until it is usable.
 
-    An already running test bed is reused; a broken leftover one is stopped and removed.
+    real_node: the cpu pool is a real kubelet on containerd (one per machine); without it
+    every node is KWOK's, as scale tests and operator-logic tests want. An already running
+    test bed is reused; a broken leftover one is stopped and removed.
     """
     start = time.monotonic()
     versions = load_versions()
@@ -447,25 +523,36 @@ def up(name: str = DEFAULT_NAME, log: Log = print) -> Testbed:
         return load(name)
     if state.root.exists():
         down(name, log=lambda _: None)
+    network = NodeNetwork(realnode.NODE_SLOT) if real_node else None
+    if network:
+        realnode.require_features()
     for folder in (state.root, state.logs, state.etcd_data):
         folder.mkdir(parents=True, exist_ok=True)
     for folder in (state.root, state.etcd_data):
         folder.chmod(0o700)
-    data = _new_state(name, versions)
+    data = _new_state(name, versions, network)
     _write_state(state, data)
     timings = Timings()
     try:
+        if network:
+            with timings.phase("network"):
+                realnode.claim(name, state)
+                realnode.setup_network(network)
         with timings.phase("certs"):
-            write_credentials(name, state, data["server"])
+            write_credentials(name, state, data["server"], network)
             write_kwok_config(binaries, state)
         start_control_plane(binaries, state, data, timings)
         testbed = _testbed(name, state, data)
         with timings.phase("nodes"):
             _create_marker(testbed)
-            create_nodes(testbed)
+            create_nodes(testbed, real_node)
             _wait_default_service_account(testbed)
+        if network:
+            start_real_node(testbed, data, timings, log)
     except BaseException:
         # Stop what started but keep the folder: its logs say what went wrong.
+        if network:
+            realnode.teardown(state, binaries.crictl, log=lambda _: None)
         procs.stop(list(_pids(data).values()), marker=str(state.root))
         log(f"test bed {name!r} failed to start; logs in {state.logs}")
         raise
@@ -475,12 +562,19 @@ def up(name: str = DEFAULT_NAME, log: Log = print) -> Testbed:
 
 
 def down(name: str = DEFAULT_NAME, log: Log = print) -> None:
-    """Stop every process of the test bed (SIGTERM, then SIGKILL) and remove its state."""
+    """Stop every process of the test bed (SIGTERM, then SIGKILL) and remove its state.
+
+    A real node goes first: its pods through the CRI, then its processes, cgroups, mounts
+    and network namespace, so nothing of it outlives the test bed.
+    """
     start = time.monotonic()
     state = StateDir.named(name)
     data = _read_state(state) or {}
     pids = _pids(data)
     marker = str(state.root)
+    if data.get("real_node"):
+        crictl = Binaries.for_versions(Versions(**data["versions"])).crictl
+        realnode.teardown(state, crictl, log=lambda _: None)
     # Clients first, then the apiserver, then etcd: nobody loses its server mid-write.
     procs.stop([pids[c] for c in COMPONENTS[2:] if c in pids], marker)
     for component in ("kube-apiserver", "etcd"):
@@ -511,15 +605,23 @@ def status(name: str = DEFAULT_NAME) -> dict[str, Any]:
 # --- guard -------------------------------------------------------------------------------
 
 
-def _is_loopback(server: str) -> bool:
-    """Whether a server URL names this machine."""
+def _is_local(server: str) -> bool:
+    """Whether a server URL names an address of this machine (loopback, or the host end of
+    the real node's link, which only this machine holds)."""
     host = urlsplit(server).hostname or ""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        if ipaddress.ip_address(host).is_loopback:
+            return True
     except ValueError:
         return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
 
 
 def assert_is_testbed(testbed: Testbed, kubeconfig: Path | str) -> None:
@@ -527,8 +629,8 @@ def assert_is_testbed(testbed: Testbed, kubeconfig: Path | str) -> None:
 
     Three independent checks, so that a stray KUBECONFIG can never point destructive
     tests at a real cluster: the file lives in the test bed's state folder, its current
-    cluster is the test bed's, on loopback; and the cluster holds the marker ConfigMap
-    with the token this test bed wrote at `up`.
+    cluster is the test bed's, on an address of this machine; and the cluster holds the
+    marker ConfigMap with the token this test bed wrote at `up`.
     """
     path = Path(kubeconfig).resolve()
     if not path.is_relative_to(testbed.state.root.resolve()):
@@ -538,7 +640,7 @@ def assert_is_testbed(testbed: Testbed, kubeconfig: Path | str) -> None:
     cluster_ref = context["context"]["cluster"]
     cluster = next(c for c in config["clusters"] if c["name"] == cluster_ref)
     server = cluster["cluster"]["server"]
-    if cluster_ref != testbed.cluster_name or not _is_loopback(server):
+    if cluster_ref != testbed.cluster_name or not _is_local(server):
         raise TestbedError(f"kubeconfig {path} points at {cluster_ref} {server}, not the test bed")
     token = run_kubectl(
         testbed.binaries.kubectl, path, "get", "configmap", MARKER_NAME,

@@ -60,14 +60,22 @@ def etcd_args(binaries: Binaries, state: StateDir, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver_args(binaries: Binaries, state: StateDir, ports: Ports) -> list[str]:
-    """kube-apiserver: TLS on loopback, client-certificate auth, Node+RBAC authorization."""
+def apiserver_args(
+    binaries: Binaries, state: StateDir, ports: Ports, address: str = "127.0.0.1"
+) -> list[str]:
+    """kube-apiserver: TLS on `address`, client-certificate auth, Node+RBAC authorization.
+
+    On loopback (no real node) the default/kubernetes Service gets no endpoints, since
+    Endpoints may not hold loopback addresses; with a real node the apiserver listens on the
+    host's end of the node's link, advertises it, and reaches the kubelet by InternalIP
+    (node names resolve nowhere here) for logs, exec and port-forward.
+    """
     pki = state.pki
-    return [
+    args = [
         str(binaries.kube_apiserver),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={ports.apiserver}",
         f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -86,13 +94,19 @@ def apiserver_args(binaries: Binaries, state: StateDir, ports: Ports) -> list[st
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
         f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-        # Endpoints may not hold loopback addresses, and only loopback is served here: no
-        # endpoints for the default/kubernetes Service (nothing runs inside the cluster).
-        "--endpoint-reconciler-type=none",
         # Privileged pods must reach admission, so that PodSecurity is what refuses them.
         "--allow-privileged=true",
         "--profiling=false",
         "--event-ttl=1h",
+    ]
+    if address == "127.0.0.1":
+        return [*args, "--endpoint-reconciler-type=none"]
+    return [
+        *args,
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        "--kubelet-preferred-address-types=InternalIP",
     ]
 
 

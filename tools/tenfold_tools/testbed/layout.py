@@ -28,6 +28,7 @@ class Versions:
     etcd: str
     kwok: str
     helm: str
+    crictl: str
 
 
 def load_versions(path: Path = VERSIONS_FILE) -> Versions:
@@ -45,6 +46,7 @@ def load_versions(path: Path = VERSIONS_FILE) -> Versions:
         etcd=values["ETCD_VERSION"],
         kwok=values["KWOK_VERSION"],
         helm=values["HELM_VERSION"],
+        crictl=values["CRICTL_VERSION"],
     )
 
 
@@ -65,6 +67,9 @@ class Binaries:
     kwok: Path
     kwok_stages: Path
     helm: Path
+    kubelet: Path
+    kube_proxy: Path
+    crictl: Path
 
     @classmethod
     def for_versions(cls, versions: Versions, root: Path | None = None) -> Binaries:
@@ -81,11 +86,14 @@ class Binaries:
             kwok=kwok / "kwok",
             kwok_stages=kwok / "stages",
             helm=bin_dir / f"helm-{versions.helm}" / "helm",
+            kubelet=bin_dir / f"kubernetes-node-{versions.kubernetes}" / "kubelet",
+            kube_proxy=bin_dir / f"kubernetes-node-{versions.kubernetes}" / "kube-proxy",
+            crictl=bin_dir / f"crictl-{versions.crictl}" / "crictl",
         )
 
     def path_dirs(self) -> list[Path]:
         """Folders to put first on PATH so kubectl and helm resolve to the pinned ones."""
-        return [self.kubectl.parent, self.helm.parent]
+        return [self.kubectl.parent, self.helm.parent, self.crictl.parent]
 
 
 @dataclass(frozen=True)
