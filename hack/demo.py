@@ -1,24 +1,21 @@
-"""The main job on the embedded default: cluster, operator, example, real Triton.
+"""The main job on the embedded default: cluster, operator, example, real Triton, real pod.
 
-1. Starts the local test bed (real apiserver, etcd, controller-manager, scheduler; KWOK nodes).
-2. Installs the CRD, runs the operator, applies examples/minilm-cpu.yaml, waits for Ready and
-   shows `kubectl get` of the InferenceService and its children.
-3. Runs the pod the operator rendered, on this machine: the init container's command
-   (`tenfold-runtime prepare`, guarded int8), then the Triton container's and the cache
-   sidecar's commands, with /etc/tenfold and /models mapped to local folders.
-4. Sends real requests (HTTP through the sidecar, gRPC straight to Triton), then a short
-   perf_analyzer benchmark, and prints the figures with the command that produced them.
+1. Starts the local test bed: a real control plane, a real kubelet node on containerd (CNI,
+   kube-proxy, CoreDNS) and KWOK GPU nodes; builds the images on first use.
+2. `helm install`s the operator as a pod of the image built from Dockerfile.operator.
+3. Applies examples/minilm-local.yaml in a restricted namespace and waits for Ready: the
+   pod's init container guards the precision, then tritonserver and the cache sidecar start.
+4. Shows `kubectl get` of the service and its pod, and the guard's output (`kubectl logs`).
+5. Sends requests through the Service from a client pod (HTTP via the sidecar, gRPC to
+   Triton), then a short perf_analyzer run against the pod, with the command it ran.
 
-KWOK plays the kubelet, so the cluster's pods are stand-ins; step 3 is what proves the
-rendered manifests serve. Everything started here is stopped at the end (--keep leaves the
-test bed up).
+Everything started here is stopped at the end (--keep leaves the test bed up).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -29,39 +26,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the operator runner shared with the test suite
-
-from tests.integration.operator_support import (  # noqa: E402
-    OperatorProcess,
-    get_json,
-    install_crd,
-    load_manifest,
-    wait_ready,
-)
-
-from tenfold_tools.testbed import down as testbed_down  # noqa: E402
-from tenfold_tools.testbed import up as testbed_up  # noqa: E402
-from tenfold_runtime.bench import (  # noqa: E402
+from tenfold_runtime.bench import (
     parse_perf_csv,
     perf_analyzer_binary,
     perf_command,
     perf_input_data,
 )
-from tenfold_runtime.clients import embed_grpc, embed_http  # noqa: E402
-from tenfold_runtime.local import free_port  # noqa: E402
-from tenfold_runtime.podrun import (  # noqa: E402
-    container_argv,
-    containers_by_name,
-    localize_args,
-    run_init_container,
-    start_triton_container,
+from tenfold_tools.testbed import down as testbed_down
+from tenfold_tools.testbed import up as testbed_up
+from tenfold_tools.testbed.realnode import ensure_images
+from tenfold_tools.testbed.workloads import (
+    EMBED_CLIENT,
+    SLEEPER,
+    image_by_name,
+    install_operator,
+    python_pod,
 )
 
-EXAMPLE = REPO / "examples" / "minilm-cpu.yaml"
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "minilm-local.yaml"
 NAMESPACE = "demo"
 SENTENCES = [
     "Batching requests lets one forward pass serve many users.",
@@ -70,6 +54,8 @@ SENTENCES = [
 ]
 # A 2-vCPU on-demand VM (m6i.large, us-east-1): the same figure the catalog prices CPU with.
 CPU_PRICE_PER_HOUR = 0.096
+# Prepare guards MiniLM on two shared cores, then Triton loads it.
+READY_TIMEOUT = 900
 
 
 def banner(text: str) -> None:
@@ -77,74 +63,68 @@ def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
-def show(kubectl: Any, *args: str) -> None:
-    """Print a kubectl command and its output, as a user would see it."""
+def show(kubectl: Any, *args: str) -> str:
+    """Print a kubectl command and its output, as a user would see it; return the output."""
     print(f"$ kubectl {' '.join(args)}")
-    print(kubectl(*args).stdout.rstrip())
+    out = kubectl(*args, timeout=READY_TIMEOUT + 60).stdout.rstrip()
+    print(out, flush=True)
+    return out
 
 
-def start_cluster_side(bed: Any, workdir: Path, stack: ExitStack) -> dict[str, Any]:
-    """CRD, operator, example; returns the Deployment the operator rendered."""
+def serve_example(bed: Any, images: dict[str, str]) -> dict[str, Any]:
+    """The operator from its chart, the example applied and Ready; returns the pod."""
     kubectl = bed.kubectl
-    install_crd(kubectl)
-    operator = OperatorProcess(workdir / "operator.log").start()
-    stack.callback(operator.stop)
-    print(f"operator running (log {operator.log_path})")
-    kubectl("create", "namespace", NAMESPACE, check=False)
-    kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
-    wait_ready(kubectl, NAMESPACE, load_manifest(EXAMPLE)["metadata"]["name"], timeout=180)
+    operator = install_operator(bed, images)
+    show(kubectl, "get", "pods", "-n", "tenfold-system", "-o", "wide")
+    print(f"operator pod {operator} runs image {images['operator']}")
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE,
+                     "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+    }  # fmt: skip
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    show(kubectl, "apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
+    started = time.monotonic()
+    show(kubectl, "wait", "-n", NAMESPACE, "inferenceservice/minilm", "--for=condition=Ready",
+         f"--timeout={READY_TIMEOUT}s")  # fmt: skip
+    print(f"Ready {time.monotonic() - started:.0f}s after apply")
     show(kubectl, "get", "inferenceservice", "-n", NAMESPACE)
     show(kubectl, "get", "deploy,svc,cm,pdb,pods", "-n", NAMESPACE, "-o", "wide")
-    return get_json(kubectl, NAMESPACE, "deployment", "minilm")
+    selector = "app.kubernetes.io/instance=minilm"
+    listed = kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json").stdout
+    pod: dict[str, Any] = json.loads(listed)["items"][0]
+    banner("the init container's guard (kubectl logs)")
+    logs = kubectl("logs", "-n", NAMESPACE, pod["metadata"]["name"], "-c", "prepare").stdout
+    print(f"$ kubectl logs -n {NAMESPACE} {pod['metadata']['name']} -c prepare | tail -n 12")
+    print("\n".join(logs.rstrip().splitlines()[-12:]))
+    return pod
 
 
-def run_prepare(container: dict, config: dict, workdir: Path) -> tuple[Path, dict]:
-    """The init container's command, with its ConfigMap and emptyDir mapped locally."""
-    print(f"$ {shlex.join(container_argv(container))}  (pod paths mapped to {workdir})")
-    started = time.perf_counter()
-    models, manifest = run_init_container(container, config["data"], workdir, show_output=True)
-    print(f"prepared in {time.perf_counter() - started:.0f}s: {json.dumps(summary(manifest))}")
-    return models, manifest
-
-
-def summary(manifest: dict) -> dict:
-    """The manifest fields a user wants to see."""
-    keys = ("precision_requested", "precision_served", "accuracy", "decision")
-    return {k: manifest[k] for k in keys if k in manifest}
-
-
-def start_sidecar(container: dict, triton_http: str, models: Path, stack: ExitStack) -> str:
-    """The cache sidecar's command on free loopback ports; returns its URL."""
-    port, metrics = free_port(), free_port()
-    command = localize_args(
-        container_argv(container),
-        {
-            "0.0.0.0:8080": f"127.0.0.1:{port}",
-            "0.0.0.0:9090": f"127.0.0.1:{metrics}",
-            "http://127.0.0.1:8000": f"http://{triton_http}",
-            "/models": str(models),
-        },
+def requests_through_the_service(bed: Any, images: dict[str, str]) -> None:
+    """HTTP via the sidecar and gRPC to Triton, by the Service's name, from a client pod."""
+    kubectl = bed.kubectl
+    client = python_pod("client", images["operator"], SLEEPER)
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(client))
+    kubectl("wait", "-n", NAMESPACE, "pod/client", "--for=condition=Ready", "--timeout=120s",
+            timeout=150)  # fmt: skip
+    host = f"minilm.{NAMESPACE}.svc.cluster.local"
+    print(f"$ kubectl exec -n {NAMESPACE} client -- python3 -c <client> {host} minilm ...")
+    out = kubectl("exec", "-n", NAMESPACE, "client", "--", "python3", "-c", EMBED_CLIENT,
+                  host, "minilm", json.dumps(SENTENCES), timeout=120).stdout  # fmt: skip
+    answers = json.loads(out)
+    over_http, over_grpc = np.array(answers["http"]), np.array(answers["grpc"])
+    print(
+        f"embeddings {over_http.shape}; HTTP via sidecar vs gRPC direct max |diff| "
+        f"{np.abs(over_http - over_grpc).max():.2e}"
     )
-    print(f"$ {shlex.join(command)}")
-    process = subprocess.Popen(command, start_new_session=True)
-    stack.callback(lambda: (process.terminate(), process.wait(10)))
-    url = f"127.0.0.1:{port}"
-    client = httpclient.InferenceServerClient(url)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the cache sidecar exited with {process.returncode}")
-        try:
-            if client.is_server_ready():
-                return url
-        except Exception:  # noqa: BLE001 - not listening yet
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the cache sidecar did not become ready")
+    similarity = over_http @ over_http.T
+    for text, row in zip(SENTENCES, similarity, strict=True):
+        print(f"  {' '.join(f'{v:5.2f}' for v in row)}  {text}")
 
 
 def short_benchmark(http_url: str, model: str, workdir: Path) -> None:
-    """perf_analyzer at concurrency 1 and 16, a few seconds each."""
+    """perf_analyzer at concurrency 1 and 16 against the pod, a few seconds each."""
     binary = perf_analyzer_binary(None)
     data = workdir / "perf-input.json"
     data.write_text(json.dumps(perf_input_data(SENTENCES * 10)))
@@ -161,39 +141,6 @@ def short_benchmark(http_url: str, model: str, workdir: Path) -> None:
         print(f"  ($ {shlex.join(command)})")
 
 
-def serve_locally(deployment: dict, kubectl: Any, workdir: Path, stack: ExitStack) -> None:
-    """Step 3 and 4: the rendered pod on real Triton, real requests, a short benchmark."""
-    containers = containers_by_name(deployment)
-    config = get_json(kubectl, NAMESPACE, "configmap", "minilm-config")
-    models, manifest = run_prepare(containers["prepare"], config, workdir)
-    triton = containers["triton"]
-    handle = start_triton_container(triton, models)
-    stack.callback(handle.stop)
-    print(f"tritonserver ready: http {handle.http_url}, grpc {handle.grpc_url}")
-    sidecar = start_sidecar(containers["cache"], handle.http_url, models, stack)
-    print(f"cache sidecar ready: http {sidecar}")
-
-    banner("real requests")
-    model = manifest.get("model_name", "minilm")
-    with httpclient.InferenceServerClient(sidecar) as http:
-        through_cache = embed_http(http, model, SENTENCES, binary=False)
-    grpc = grpcclient.InferenceServerClient(handle.grpc_url)
-    try:
-        direct = embed_grpc(grpc, model, SENTENCES)
-    finally:
-        grpc.close()
-    print(
-        f"embeddings {through_cache.shape}; HTTP via sidecar vs gRPC direct max |diff| "
-        f"{np.abs(through_cache - direct).max():.2e}"
-    )
-    similarity = through_cache @ through_cache.T
-    for text, row in zip(SENTENCES, similarity, strict=True):
-        print(f"  {' '.join(f'{v:5.2f}' for v in row)}  {text}")
-
-    banner("short benchmark (perf_analyzer, real Triton, loopback)")
-    short_benchmark(handle.http_url, model, workdir)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -201,16 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="tenfold-demo-"))
     with ExitStack() as stack:
-        banner("local Kubernetes test bed")
+        banner("local Kubernetes test bed with a real node")
         bed = testbed_up("demo")
         if not args.keep:
             stack.callback(testbed_down, "demo")
-        os.environ.update(bed.env())
-        banner("operator and the MiniLM example")
-        deployment = start_cluster_side(bed, workdir, stack)
-        banner("the rendered pod, run on this machine with real Triton")
-        serve_locally(deployment, bed.kubectl, workdir, stack)
-    print(f"\ndone; logs in {workdir}")
+        images = image_by_name(ensure_images(log=print))
+        show(bed.kubectl, "get", "nodes", "-o", "wide")
+        banner("operator (helm install) and the MiniLM example")
+        pod = serve_example(bed, images)
+        banner("requests through the Service, from a client pod")
+        requests_through_the_service(bed, images)
+        banner("short benchmark (perf_analyzer from the host to the pod, real Triton)")
+        short_benchmark(f"{pod['status']['podIP']}:8000", "minilm", workdir)
+        if args.keep:
+            print("\nthe test bed stays up: eval \"$(python -m tenfold_tools.testbed env "
+                  "--name demo)\"; kubectl get pods -A")  # fmt: skip
+    print(f"\ndone; files in {workdir}")
     return 0
 
 

