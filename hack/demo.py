@@ -43,8 +43,6 @@ from tests.integration.operator_support import (  # noqa: E402
     wait_ready,
 )
 
-from tenfold_tools.testbed import down as testbed_down  # noqa: E402
-from tenfold_tools.testbed import up as testbed_up  # noqa: E402
 from tenfold_runtime.bench import (  # noqa: E402
     parse_perf_csv,
     perf_analyzer_binary,
@@ -53,13 +51,15 @@ from tenfold_runtime.bench import (  # noqa: E402
 )
 from tenfold_runtime.clients import embed_grpc, embed_http  # noqa: E402
 from tenfold_runtime.local import free_port  # noqa: E402
-from tenfold_runtime.podrun import (  # noqa: E402
+from tenfold_tools.podrun import (  # noqa: E402
     container_argv,
     containers_by_name,
     localize_args,
     run_init_container,
     start_triton_container,
 )
+from tenfold_tools.testbed import down as testbed_down  # noqa: E402
+from tenfold_tools.testbed import up as testbed_up  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "minilm-cpu.yaml"
 NAMESPACE = "demo"
