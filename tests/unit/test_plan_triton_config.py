@@ -11,13 +11,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tenfold.api.enums import Backend, Task
 from tenfold.api.prepare import PrepareSpec
 from tenfold.api.spec import InferenceServiceSpec
-from tenfold.plan.triton_config import (
-    BACKENDS,
-    TASK_IO,
-    build_config_pbtxt,
-    build_prepare_spec,
-    build_step_configs,
-)
+from tenfold.api.triton_io import BACKENDS, TASK_IO
+from tenfold.plan.prepare_spec import build_prepare_spec
+from tenfold.plan.triton_config import build_config_pbtxt, build_step_configs
 
 
 def make_spec(**sections: Any) -> InferenceServiceSpec:
