@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tenfold import testbed as tb
+from tenfold_tools import testbed as tb
 from tenfold_tools.testbed import Kubectl, load_versions
 from tenfold_tools.testbed.health import wait_until
 from tenfold_tools.testbed.layout import Binaries

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tenfold import testbed as tb
+from tenfold_tools import testbed as tb
 from tenfold_tools.testbed import Kubectl
 from tests.integration.operator_support import REPO_ROOT, get_json
 
