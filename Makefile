@@ -17,8 +17,9 @@ test: ## set everything up and run the whole test suite (what .ci/run runs)
 unit: ## run only the unit tests (seconds, no cluster)
 	bash hack/python-env.sh >/dev/null && $(PY) -m pytest tests/unit -q
 
-lint: ## ruff (lint + format check) and mypy on the operator package
+lint: ## ruff (lint + format check), mypy, and the import layering of docs/architecture.md
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+	$(PY) -m pytest -q tests/unit/test_architecture.py
 
 crds: ## regenerate crds/ and docs/api.md from the pydantic API models
 	$(VENV)/bin/tenfold crd > crds/serving.tenfold.dev_inferenceservices.yaml

@@ -14,4 +14,6 @@ echo "tenfold: setup took $(( $(date +%s) - start ))s" >&2
 ruff check .
 ruff format --check .
 mypy
+# The layering of docs/architecture.md, first so a wrong import fails in a second.
+python -m pytest -q tests/unit/test_architecture.py
 python -m pytest tests "$@"

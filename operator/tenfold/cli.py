@@ -75,7 +75,7 @@ def command_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def command_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print the Kubernetes objects the operator would apply, for review and GitOps."""
     from tenfold.api.cost import replica_cost
-    from tenfold.controller.reconcile import replicas_to_run
+    from tenfold.autoscale.limits import replicas_to_run
     from tenfold.plan import build_plan, render_yaml
 
     catalog = load_catalog()

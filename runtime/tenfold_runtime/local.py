@@ -30,8 +30,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tenfold.api.triton_io import BACKENDS
 from tenfold.constants import TRITON_BASE_ARGS
-from tenfold.plan.triton_config import BACKENDS
 from tenfold_runtime.builders import SITE_DIRS_ENV
 
 log = logging.getLogger(__name__)

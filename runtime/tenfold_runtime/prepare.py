@@ -105,7 +105,7 @@ class GuardRun:
     """The guard's decision and the module that passed it (None when none did)."""
 
     decision: guard.Decision
-    state: Guarded
+    state: GuardWorkbench
 
     @property
     def module(self) -> nn.Module | None:
@@ -115,8 +115,9 @@ class GuardRun:
 
 
 @dataclass
-class Guarded:
-    """Everything the guard needs: the fp32 model, its reference outputs and the rules."""
+class GuardWorkbench:
+    """The accuracy guard's workbench: the fp32 model and its reference outputs, the rules,
+    and the candidates (modules and exported artefacts) built and measured against them."""
 
     loaded: LoadedModel
     texts: list[str]
@@ -279,7 +280,7 @@ def run_guard(
     """Walk the spec's ladder from its precision and return the first module that passes."""
     if spec.guard.metric is not GuardMetric.COSINE and spec.task is Task.EMBEDDING:
         raise PrepareError(f"metric {spec.guard.metric} does not apply to embeddings; use cosine")
-    state = Guarded(
+    state = GuardWorkbench(
         loaded=loaded,
         texts=texts,
         metric=spec.guard.metric,

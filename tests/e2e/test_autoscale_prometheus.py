@@ -24,8 +24,8 @@ from tenfold.autoscale.signals import (
     SignalsUnavailableError,
     availability,
 )
-from tenfold_runtime.cache.local import write_standin_repository
 from tenfold_runtime.local import TritonHandle, start_triton
+from tenfold_tools.cache.processes import write_standin_repository
 from tests.e2e.conftest import FP32_MODEL
 from tests.e2e.prometheus_support import (
     Load,

@@ -21,13 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tenfold.api.enums import CacheMode
 from tenfold.api.sidecar import SidecarSettings
-from tenfold_runtime.cache import keys, local
+from tenfold_runtime.cache import keys
 from tenfold_runtime.cache.manifest import read_manifest
 from tenfold_runtime.local import free_port, start_triton
+from tenfold_tools.cache import processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-MODEL = local.STANDIN_MODEL
+MODEL = processes.STANDIN_MODEL
 INFER = f"/v2/models/{MODEL}/infer"
 # Enough model time per text that concurrent identical requests overlap in flight.
 COST_US_PER_ITEM = 1500
@@ -45,7 +46,7 @@ def standin_triton(tmp_path_factory):
     """One Triton for the module serving the stand-in model (conftest's `triton` serves
     MiniLM, slower to prepare than these tests need)."""
     root = tmp_path_factory.mktemp("cache-triton")
-    repository = local.write_standin_repository(root / "repo", COST_US_PER_ITEM)
+    repository = processes.write_standin_repository(root / "repo", COST_US_PER_ITEM)
     with start_triton(repository, log_path=root / "triton.log") as handle:
         yield handle
 
@@ -54,7 +55,7 @@ def standin_triton(tmp_path_factory):
 class Sidecar:
     """A running sidecar process and its two ports."""
 
-    proc: local.Proc
+    proc: processes.Proc
     port: int
     metrics_port: int
 
@@ -73,7 +74,7 @@ class Stack:
         self.triton = triton
         self.tmp_path = tmp_path
         self.redis_port = free_port()
-        self.redis: local.Proc | None = None
+        self.redis: processes.Proc | None = None
         self.sidecars: list[Sidecar] = []
 
     @property
@@ -81,7 +82,7 @@ class Stack:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     def start_redis(self) -> None:
-        self.redis = local.start_redis(self.redis_port, self.tmp_path / "redis")
+        self.redis = processes.start_redis(self.redis_port, self.tmp_path / "redis")
 
     def write_manifest(self, **changes: str) -> Path:
         path = self.tmp_path / f"manifest-{len(list(self.tmp_path.glob('manifest-*')))}.json"
@@ -102,7 +103,8 @@ class Stack:
             redis_timeout_ms=50,
         )
         log = self.tmp_path / f"sidecar-{len(self.sidecars)}.log"
-        sidecar = Sidecar(local.start_sidecar(settings.to_args(), log, port), port, metrics_port)
+        proc = processes.start_sidecar(settings.to_args(), log, port)
+        sidecar = Sidecar(proc, port, metrics_port)
         self.sidecars.append(sidecar)
         return sidecar
 

@@ -2,7 +2,7 @@
 
 No cluster is needed to render (the plan is pure); the init container and Triton then run
 with the Deployment's own commands and the ConfigMap's own files, paths mapped to local
-folders (tenfold_runtime.podrun). KWOK plays the kubelet in the integration tests, so this is
+folders (tenfold_tools.podrun). KWOK plays the kubelet in the integration tests, so this is
 where the rendered manifests meet a real Triton.
 """
 
@@ -15,8 +15,8 @@ from tenfold.api.catalog import load_catalog
 from tenfold.api.resource import parse_inference_service
 from tenfold.plan import build_plan
 from tenfold_runtime.modeling import embed, load_encoder
-from tenfold_runtime.podrun import containers_by_name, run_init_container, start_triton_container
 from tenfold_runtime.sources import package_model_dir
+from tenfold_tools.podrun import containers_by_name, run_init_container, start_triton_container
 from tests.conftest import load_example
 
 from .conftest import embed_grpc, embed_http

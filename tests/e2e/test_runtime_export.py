@@ -18,7 +18,7 @@ import torch
 from tenfold.api.enums import Task
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.constants import PREPARE_MANIFEST_FILE
-from tenfold.plan.triton_config import build_prepare_spec
+from tenfold.plan.prepare_spec import build_prepare_spec
 from tenfold_runtime import export
 from tenfold_runtime.local import TritonError, start_triton
 from tenfold_runtime.modeling import embed, load_encoder

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tenfold_runtime.cache.local import write_standin_repository
 from tenfold_runtime.local import TritonHandle, start_triton
+from tenfold_tools.cache.processes import write_standin_repository
 from tenfold_tools.testbed import Kubectl
 from tests.e2e.prometheus_support import (
     Load,

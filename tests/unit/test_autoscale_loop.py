@@ -6,6 +6,7 @@ from typing import Any
 
 from tenfold.autoscale.loop import Autoscaler, AutoscaleSettings, SignalCache
 from tenfold.autoscale.signals import ServiceKey, ServiceSignals, SignalsUnavailableError
+from tenfold.controller.config import OperatorConfig
 
 
 class Clock:
@@ -151,13 +152,13 @@ async def test_one_fetch_per_tick_for_all_services() -> None:
 
 
 def test_settings_from_env() -> None:
-    settings = AutoscaleSettings.from_env(
+    settings = OperatorConfig.from_env(
         {
             "TENFOLD_PROMETHEUS_URL": "http://127.0.0.1:9999",
             "TENFOLD_AUTOSCALE_TICK_SECONDS": "2",
         }
-    )
+    ).autoscale
     assert settings.prometheus_url == "http://127.0.0.1:9999" and settings.tick_seconds == 2
     assert settings.max_signal_age_seconds == AutoscaleSettings().max_signal_age_seconds
     # without its own variable the tick follows the controller's
-    assert AutoscaleSettings.from_env({"TENFOLD_TICK_SECONDS": "1"}).tick_seconds == 1
+    assert OperatorConfig.from_env({"TENFOLD_TICK_SECONDS": "1"}).autoscale.tick_seconds == 1

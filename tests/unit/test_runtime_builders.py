@@ -114,7 +114,7 @@ def test_example_config_is_the_operators_and_the_naive_one_has_no_batcher():
 
 
 def test_termination_report_is_what_the_operator_reads():
-    from tenfold.controller.status import accuracy_status, prepared_model
+    from tenfold.controller.conditions import accuracy_status, prepared_model
     from tenfold_runtime.builders import TERMINATION_MESSAGE_LIMIT, termination_report
 
     manifest = {

@@ -72,7 +72,7 @@ def test_free_port_returns_a_bindable_port():
 
 def test_ensembles_need_no_backend_and_platforms_name_theirs():
     from tenfold.api.spec import InferenceServiceSpec
-    from tenfold.plan.triton_config import build_prepare_spec
+    from tenfold.plan.prepare_spec import build_prepare_spec
 
     spec = InferenceServiceSpec.model_validate(
         {"model": {"name": "m", "source": "/m"}, "runtime": {"backend": "onnxruntime"}}

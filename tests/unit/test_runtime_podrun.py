@@ -8,7 +8,7 @@ from pathlib import Path
 from tenfold.api.catalog import load_catalog
 from tenfold.api.resource import parse_inference_service
 from tenfold.plan import build_plan
-from tenfold_runtime import podrun
+from tenfold_tools import podrun
 from tests.conftest import load_example
 
 

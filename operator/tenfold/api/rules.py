@@ -6,6 +6,8 @@ validate` and the operator. Unit tests check that both sides agree on the same e
 integration suite checks the apiserver really applies the CEL.
 
 CEL sees the object after the apiserver applied the schema's defaults, so every section exists.
+spec.py runs these rules in its validator, so this module names the spec type for annotations
+only and never imports spec.py at run time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tenfold.api.catalog import CPU, GIB, GpuCatalog, load_catalog
+from tenfold.api.cost import HOURS_PER_MONTH, replica_cost
 from tenfold.api.enums import Backend, ModelFormat, Task
 from tenfold.api.prepare import EXPORTED_BACKENDS
 
@@ -60,8 +63,6 @@ def _cel_map(mapping: Mapping[str, object]) -> str:
 
 def min_replicas_cost(spec: InferenceServiceSpec, catalog: GpuCatalog) -> float:
     """USD per hour of running the spec's minReplicas at catalog prices."""
-    from tenfold.api.cost import replica_cost  # cost imports spec, which imports this module
-
     return spec.autoscaling.min_replicas * replica_cost(spec, catalog)
 
 
@@ -101,7 +102,8 @@ def _budget_cel(catalog: GpuCatalog) -> str:
     replica = f"({hw}.gpuType == 'cpu' ? {cpu_price} : double({hw}.gpusPerReplica) * {gpu_price})"
     needed = f"double(self.autoscaling.minReplicas) * {replica}"
     hourly = f"(!has({budget}.maxCostPerHour) || {needed} <= {budget}.maxCostPerHour + 1e-9)"
-    monthly = f"(!has({budget}.monthlyCap) || {needed} * 730.0 <= {budget}.monthlyCap + 1e-6)"
+    month = float(HOURS_PER_MONTH)
+    monthly = f"(!has({budget}.monthlyCap) || {needed} * {month} <= {budget}.monthlyCap + 1e-6)"
     known = f"{hw}.gpuType in {_cel_list(catalog.type_names())}"
     return f"!({known}) || ({hourly} && {monthly})"
 

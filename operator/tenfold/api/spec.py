@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from tenfold.api.cost import hourly_cap
 from tenfold.api.enums import (
     AutoscalingMode,
     Backend,
@@ -30,6 +31,7 @@ from tenfold.api.enums import (
     Task,
 )
 from tenfold.api.quantity import parse_quantity
+from tenfold.api.rules import violations
 
 # RFC 1123 label: also a valid Triton model directory name.
 DnsLabel = Annotated[
@@ -332,15 +334,7 @@ class BudgetSpec(ApiModel):
 
     def hourly_cap(self) -> float | None:
         """The tighter of the hourly cap and the monthly cap spread over 730 hours."""
-        caps = [c for c in (self.max_cost_per_hour, _monthly_to_hourly(self.monthly_cap)) if c]
-        return min(caps) if caps else None
-
-
-HOURS_PER_MONTH = 730
-
-
-def _monthly_to_hourly(monthly: float | None) -> float | None:
-    return monthly / HOURS_PER_MONTH if monthly else None
+        return hourly_cap(self.max_cost_per_hour, self.monthly_cap)
 
 
 class MonitoringSpec(ApiModel):
@@ -392,8 +386,6 @@ class InferenceServiceSpec(ApiModel):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> InferenceServiceSpec:
-        from tenfold.api.rules import violations  # rules import this module
-
         problems = violations(self)
         if problems:
             raise ValueError("\n".join(f"{v.field_path}: {v.message}" for v in problems))

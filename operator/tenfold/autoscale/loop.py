@@ -1,14 +1,13 @@
 """The autoscaler's tick: shared signals, per-service decision, actuation, status patch.
 
-The controller's `@kopf.timer` calls `default_autoscaler().tick` for each InferenceService every
-`tick_seconds`. All services share one `SignalCache`, so Prometheus sees one round of queries
-per tick however many services there are.
+The controller's `@kopf.timer` calls `default_autoscaler(settings).tick` for each
+InferenceService every `tick_seconds`. All services share one `SignalCache`, so Prometheus
+sees one round of queries per tick however many services there are.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,9 @@ from tenfold.api.cost import max_affordable_replicas, replica_cost
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.autoscale.actuator import apply_scale
+from tenfold.autoscale.limits import scale_target
 from tenfold.autoscale.policy import History, PolicyParams, decide
+from tenfold.autoscale.report import Costs, Event, build_events, build_status_patch
 from tenfold.autoscale.signals import (
     PrometheusSignalSource,
     ServiceKey,
@@ -29,10 +30,10 @@ from tenfold.autoscale.signals import (
     SignalsUnavailableError,
     availability,
 )
-from tenfold.autoscale.status import Costs, Event, build_events, build_status_patch
 
 # Through real Triton on the 2-core development machine, MiniLM (Python backend, 5 ms
-# batching window) served 288 req/s at concurrency 16 per replica (docs/ARCHITECTURE.md).
+# batching window) served 288 req/s at concurrency 16 per replica (docs/architecture.md,
+# measured figures).
 DEFAULT_CAPACITY_PER_REPLICA = 288.0
 
 Emit = Callable[[str, str, str], None]
@@ -43,7 +44,7 @@ Scale = Callable[[str, str, int], Awaitable[None]]
 
 @dataclass(frozen=True)
 class AutoscaleSettings:
-    """Every autoscaler setting, read from the environment in one place."""
+    """Every autoscaler setting (read from the environment by controller.config)."""
 
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
     tick_seconds: float = 5.0
@@ -51,29 +52,6 @@ class AutoscaleSettings:
     rate_window: str = "15s"
     query_timeout_seconds: float = 3.0
     capacity_per_replica: float = DEFAULT_CAPACITY_PER_REPLICA
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> AutoscaleSettings:
-        """TENFOLD_PROMETHEUS_URL, TENFOLD_AUTOSCALE_TICK_SECONDS (else the controller's
-        TENFOLD_TICK_SECONDS), TENFOLD_METRICS_MAX_AGE_SECONDS, TENFOLD_RATE_WINDOW,
-        TENFOLD_PROMETHEUS_TIMEOUT_SECONDS, TENFOLD_CAPACITY_PER_REPLICA; each falls back to
-        the default above."""
-        default = cls()
-        tick = env.get("TENFOLD_AUTOSCALE_TICK_SECONDS", env.get("TENFOLD_TICK_SECONDS"))
-        return cls(
-            prometheus_url=env.get("TENFOLD_PROMETHEUS_URL", default.prometheus_url),
-            tick_seconds=float(tick or default.tick_seconds),
-            max_signal_age_seconds=float(
-                env.get("TENFOLD_METRICS_MAX_AGE_SECONDS", default.max_signal_age_seconds)
-            ),
-            rate_window=env.get("TENFOLD_RATE_WINDOW", default.rate_window),
-            query_timeout_seconds=float(
-                env.get("TENFOLD_PROMETHEUS_TIMEOUT_SECONDS", default.query_timeout_seconds)
-            ),
-            capacity_per_replica=float(
-                env.get("TENFOLD_CAPACITY_PER_REPLICA", default.capacity_per_replica)
-            ),
-        )
 
 
 class SignalSource(Protocol):
@@ -189,7 +167,7 @@ class Autoscaler:
         key = (namespace, name)
         signals = snapshot.services.get(key)
         missing = availability(signals, snapshot.error, now, self.settings.max_signal_age_seconds)
-        current = model.replicas if model.replicas is not None else auto.min_replicas
+        current = scale_target(model)
         per_replica = replica_cost(model, self._catalog, cluster_prices)
         cap = model.budget.hourly_cap()
         params = PolicyParams(
@@ -234,9 +212,11 @@ class Autoscaler:
 _default: Autoscaler | None = None
 
 
-def default_autoscaler(api: client.CustomObjectsApi | None = None) -> Autoscaler:
-    """The process-wide autoscaler, created on the first call: settings from the environment,
-    scaling through `api` (default: the kubernetes client's default configuration)."""
+def default_autoscaler(
+    settings: AutoscaleSettings, api: client.CustomObjectsApi | None = None
+) -> Autoscaler:
+    """The process-wide autoscaler, created on the first call with `settings`, scaling through
+    `api` (default: the kubernetes client's default configuration)."""
     global _default
     if _default is None:
         custom = api or client.CustomObjectsApi()
@@ -244,5 +224,5 @@ def default_autoscaler(api: client.CustomObjectsApi | None = None) -> Autoscaler
         async def scale(namespace: str, name: str, replicas: int) -> None:
             await apply_scale(custom, namespace, name, replicas)
 
-        _default = Autoscaler(AutoscaleSettings.from_env(), scale)
+        _default = Autoscaler(settings, scale)
     return _default

@@ -8,7 +8,9 @@ Order of one decision, as Kubernetes' HPA does it, plus the budget:
    scale-down the highest of the down window (300 s by default: leave slowly);
 3. step: at most maxScaleUpStep replicas added per decision;
 4. bounds: [minReplicas, maxReplicas];
-5. budget: never more replicas than the hourly cap pays for (budget.clamp).
+5. budget: never more replicas than the hourly cap pays for.
+
+Steps 4 and 5 are limits.limit_replicas, the same function the controller applies.
 
 Missing or stale metrics never scale down: the decision holds the current count (still
 within bounds and budget) and says why.
@@ -17,11 +19,12 @@ within bounds and budget) and says why.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.spec import AutoscalingSpec
-from tenfold.autoscale.budget import clamp
+from tenfold.autoscale.limits import limit_replicas
 from tenfold.autoscale.signals import ServiceSignals, Unavailable
 
 
@@ -87,7 +90,7 @@ class Decision:
     """The outcome of one tick for one service."""
 
     replicas: int
-    """Replicas to run: after stabilization, step, bounds and the budget clamp."""
+    """Replicas to run: after stabilization, step, bounds and the budget."""
     wanted: int
     """Replicas before the budget clamp (what demand and bounds alone would run)."""
     shortfall: int
@@ -174,28 +177,25 @@ def stabilize(
     return current
 
 
-def bound(replicas: int, spec: AutoscalingSpec) -> int:
-    """Clamp to [minReplicas, maxReplicas]."""
-    return max(spec.min_replicas, min(spec.max_replicas, replicas))
-
-
 def _finish(
     spec: AutoscalingSpec,
     current: int,
-    wanted: int,
+    proposal: int,
     affordable: int | None,
-    reason: str,
+    explain: Callable[[int], str],
     unavailable: Unavailable | None,
     history: History,
 ) -> Decision:
-    clamped = clamp(wanted, affordable)
-    if clamped.limited:
-        reason += f"; the budget pays for {affordable}, {clamped.shortfall} short"
-    act = spec.mode is AutoscalingMode.AUTO and clamped.replicas != current
+    """Apply the replica limits to `proposal`; `explain(wanted)` says why, before the budget."""
+    limited = limit_replicas(proposal, spec, affordable)
+    reason = explain(limited.wanted)
+    if limited.limited:
+        reason += f"; the budget pays for {affordable}, {limited.shortfall} short"
+    act = spec.mode is AutoscalingMode.AUTO and limited.replicas != current
     return Decision(
-        replicas=clamped.replicas,
-        wanted=wanted,
-        shortfall=clamped.shortfall,
+        replicas=limited.replicas,
+        wanted=limited.wanted,
+        shortfall=limited.shortfall,
         act=act,
         reason=reason,
         metrics_unavailable=unavailable,
@@ -226,17 +226,28 @@ def decide(
         return Decision(current, current, 0, False, "autoscaling is off", None, history)
     if signals is None or unavailable is not None:
         why = unavailable or Unavailable("NoSamples", "no metrics for this service")
-        held = bound(current, spec)
-        reason = f"holding {held}: {why.message}"
-        return _finish(spec, current, held, affordable, reason, why, history)
+        return _finish(
+            spec,
+            current,
+            current,
+            affordable,
+            lambda held: f"holding {held}: {why.message}",
+            why,
+            history,
+        )
     wish = demand(spec, current if ready is None else ready, signals, params)
     keep = max(spec.scale_up_stabilization_seconds, spec.scale_down_stabilization_seconds)
     history = history.record(now, wish.replicas, keep)
     stable = stabilize(current, wish.replicas, history, now, spec)
     stepped = min(stable, current + spec.max_scale_up_step)
-    wanted = bound(stepped, spec)
     return _finish(
-        spec, current, wanted, affordable, _explain(wish, stable, stepped, wanted), None, history
+        spec,
+        current,
+        stepped,
+        affordable,
+        lambda wanted: _explain(wish, stable, stepped, wanted),
+        None,
+        history,
     )
 
 

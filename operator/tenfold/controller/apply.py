@@ -11,16 +11,7 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 from tenfold import constants
 from tenfold.controller.kube import dynamic_client
-
-# Every kind tenfold may create for a service; pruning looks only at these.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "StatefulSet"),
-    ("v1", "Service"),
-    ("v1", "ConfigMap"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-)
+from tenfold.plan import CHILD_KINDS, child_selector
 
 
 class MissingApiError(RuntimeError):
@@ -66,13 +57,12 @@ def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
         )
 
 
-def child_selector(name: str) -> str:
-    """Label selector of every object tenfold made for one InferenceService."""
-    return f"{constants.LABEL_INSTANCE}={name},{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
-
-
 def prune_children(name: str, namespace: str, keep: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Delete children that the current plan no longer contains; returns what was deleted."""
+    """Delete children that the current plan no longer contains; returns what was deleted.
+
+    The plan says which kinds it makes and how its children are labelled (CHILD_KINDS,
+    child_selector), so pruning can never look for what the plan does not write.
+    """
     wanted = {(o["kind"], o["metadata"]["name"]) for o in keep}
     deleted = []
     for api_version, kind in CHILD_KINDS:

@@ -1,6 +1,7 @@
 """Every kopf registration of the operator, and nothing else.
 
-Each handler has an explicit id and delegates to `handling`; logic lives there and below.
+Each handler has an explicit id and delegates to `actions`; logic lives there and below.
+The operator's settings are read from the environment here, once, and passed down.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from typing import Any
 import kopf
 
 from tenfold import constants
-from tenfold.controller import handling
+from tenfold.controller import actions
+from tenfold.controller.config import OperatorConfig
 from tenfold.controller.metrics import serve as serve_metrics
-from tenfold.controller.reconcile import OperatorConfig
 from tenfold.controller.settings import configure
 
 RESOURCE = (constants.API_GROUP, constants.API_VERSION, constants.PLURAL)
@@ -23,7 +24,7 @@ CONFIG = OperatorConfig.from_env()
 def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Apply tenfold's kopf settings and serve the operator's metrics."""
     configure(settings)
-    serve_metrics()
+    serve_metrics(CONFIG.metrics_port)
 
 
 @kopf.on.resume(*RESOURCE, id="apply-plan-resume")
@@ -31,16 +32,16 @@ def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.update(*RESOURCE, id="apply-plan-update", field="spec")
 def on_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Apply the plan whenever the spec is new, changed, or the operator restarted."""
-    handling.apply_service(body, patch, CONFIG)
+    actions.apply_service(body, patch, CONFIG)
 
 
 @kopf.timer(*RESOURCE, id="refresh-status", interval=CONFIG.tick_seconds)
 async def on_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Report what the children are doing, every tick."""
-    await handling.refresh_status(body, patch, CONFIG)
+    await actions.refresh_status(body, patch, CONFIG)
 
 
 @kopf.on.delete(*RESOURCE, id="forget-metrics", optional=True)
 def on_delete(namespace: str | None, name: str, **_: Any) -> None:
     """Drop the deleted service's metric series (optional: adds no finalizer)."""
-    handling.forget_service(namespace or "", name)
+    actions.forget_service(namespace or "", name, CONFIG)

@@ -1,12 +1,12 @@
 """The operator's own Prometheus metrics: reconcile outcomes and per-service cost.
 
-Served on TENFOLD_METRICS_PORT (9102 by default), the port the Helm chart's Service and
-ServiceMonitor scrape. Triton and the cache sidecar export serving metrics themselves.
+Served on the configured metrics port (TENFOLD_METRICS_PORT, 9102 by default), the port the
+Helm chart's Service and ServiceMonitor scrape. Triton and the cache sidecar export serving
+metrics themselves.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,9 +31,9 @@ REPLICAS = Gauge("tenfold_service_replicas", "Replicas running.", ["namespace", 
 READY_REPLICAS = Gauge("tenfold_service_ready_replicas", "Replicas ready.", ["namespace", "name"])
 
 
-def serve(port: int | None = None) -> None:
+def serve(port: int) -> None:
     """Start the metrics endpoint in a background thread."""
-    start_http_server(port or int(os.environ.get("TENFOLD_METRICS_PORT", "9102")))
+    start_http_server(port)
 
 
 def record_status(namespace: str, name: str, status: Mapping[str, Any], cap: float | None) -> None:

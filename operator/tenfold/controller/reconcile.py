@@ -1,71 +1,34 @@
 """Reconcile one InferenceService: plan, apply, and report.
 
-Handlers call these functions; these functions decide nothing that the pure layers (api, plan,
-controller.status) do not already decide. Side effects go through apply.py and observe.py.
+The actions call these functions; these functions decide nothing that the pure layers (api,
+plan, autoscale.limits, controller.conditions) do not already decide. Side effects go through
+apply.py and observe.py.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Generic, TypeVar
 
 from tenfold.api.catalog import load_catalog
-from tenfold.api.cost import max_affordable_replicas, replica_cost
-from tenfold.api.enums import AutoscalingMode
+from tenfold.api.cost import replica_cost
 from tenfold.api.resource import InferenceService, parse_inference_service
-from tenfold.api.spec import InferenceServiceSpec
-from tenfold.api.status import ConditionType
-from tenfold.controller import apply, observe
-from tenfold.controller import status as status_rules
-from tenfold.plan import DEFAULT_RUNTIME_IMAGE, build_plan, pod_selector
+from tenfold.autoscale.limits import replicas_to_run
+from tenfold.controller import apply, conditions, observe
+from tenfold.controller.config import OperatorConfig
+from tenfold.plan import build_plan, pod_selector
 
-HOURS_PER_MONTH = 730
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class OperatorConfig:
-    """Operator-wide settings, read once from the environment."""
-
-    namespace: str
-    prices_configmap: str
-    tick_seconds: float
-    runtime_image: str
-
-    @classmethod
-    def from_env(cls) -> OperatorConfig:
-        """Settings from TENFOLD_* variables, with defaults for a local run."""
-        return cls(
-            namespace=os.environ.get("TENFOLD_NAMESPACE", "tenfold-system"),
-            prices_configmap=os.environ.get("TENFOLD_PRICES_CONFIGMAP", "tenfold-gpu-prices"),
-            tick_seconds=float(os.environ.get("TENFOLD_TICK_SECONDS", "5")),
-            runtime_image=os.environ.get("TENFOLD_RUNTIME_IMAGE", DEFAULT_RUNTIME_IMAGE),
-        )
 
 
 def now_rfc3339() -> str:
     """Current time as Kubernetes writes it."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> int:
-    """Replicas the Deployment gets: the scale subresource's value, bounded, never over budget.
-
-    Without spec.replicas (nobody scaled yet) the service starts at minReplicas. In auto and
-    recommend modes the bounds apply to manual scaling too; in off mode only the budget does.
-    """
-    wanted = spec.replicas if spec.replicas is not None else spec.autoscaling.min_replicas
-    if spec.autoscaling.mode != AutoscalingMode.OFF:
-        wanted = max(spec.autoscaling.min_replicas, min(spec.autoscaling.max_replicas, wanted))
-    ceiling = max_affordable_replicas(spec.budget.hourly_cap(), cost_per_replica)
-    return wanted if ceiling is None else min(wanted, ceiling)
 
 
 class Expiring(Generic[T]):
@@ -137,36 +100,32 @@ def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, An
         "observedGeneration": service.generation,
         "desiredReplicas": replicas,
         "selector": pod_selector(service.name),
-        "endpoints": status_rules.endpoints(service.name, service.namespace, service.spec),
+        "endpoints": conditions.endpoints(service.name, service.namespace, service.spec),
     }
 
 
-def observed_status(
-    service: InferenceService,
-    previous: Mapping[str, Any],
-    prices: Mapping[str, float],
-) -> dict[str, Any]:
-    """Status fields computed from the running Deployment and pods, at the given prices."""
+def observed_status(service: InferenceService, previous: Mapping[str, Any]) -> dict[str, Any]:
+    """Status fields computed from the running Deployment and pods.
+
+    The cost fields are the autoscaler's to write (autoscale.report, from api.cost), in the
+    same status patch.
+    """
     seen = observe.observe(service.name, service.namespace, pod_selector(service.name))
     desired = int(previous.get("desiredReplicas") or 0)
-    updates = status_rules.deployment_conditions(seen.deployment, seen.pods, desired)
-    conditions = status_rules.merge_conditions(
+    updates = conditions.deployment_conditions(seen.deployment, seen.pods, desired)
+    merged = conditions.merge_conditions(
         previous.get("conditions") or [], updates, service.generation, now_rfc3339()
     )
     deployment_status = (seen.deployment or {}).get("status") or {}
-    running = int(deployment_status.get("replicas") or 0)
-    cost = replica_cost(service.spec, load_catalog(), prices)
-    report = status_rules.prepared_model(seen.pods)
+    report = conditions.prepared_model(seen.pods)
     return {
-        "conditions": conditions,
-        "replicas": running,
+        "conditions": merged,
+        "replicas": int(deployment_status.get("replicas") or 0),
         "readyReplicas": int(deployment_status.get("readyReplicas") or 0),
         "precision": str(
             (report or {}).get("precision_served") or service.spec.quantization.precision.value
         ),
-        "accuracy": status_rules.accuracy_status(report),
-        "costPerHour": round(running * cost, 4),
-        "projectedMonthlyCost": round(running * cost * HOURS_PER_MONTH, 2),
+        "accuracy": conditions.accuracy_status(report),
     }
 
 
@@ -174,9 +133,9 @@ def invalid_status(message: str, previous: Mapping[str, Any], generation: int) -
     """Status for a spec the operator refuses to act on."""
     return {
         "observedGeneration": generation,
-        "conditions": status_rules.merge_conditions(
+        "conditions": conditions.merge_conditions(
             previous.get("conditions") or [],
-            status_rules.invalid_spec_conditions(message),
+            conditions.invalid_spec_conditions(message),
             generation,
             now_rfc3339(),
         ),
@@ -186,11 +145,3 @@ def invalid_status(message: str, previous: Mapping[str, Any], generation: int) -
 def changed_fields(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
     """Only the status fields whose values differ, so an idle tick writes nothing."""
     return {key: value for key, value in current.items() if previous.get(key) != value}
-
-
-def is_ready(status: Mapping[str, Any]) -> bool:
-    """Whether the Ready condition is True."""
-    return any(
-        c.get("type") == ConditionType.READY.value and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )

@@ -11,24 +11,37 @@ from tenfold.api.catalog import GpuCatalog, load_catalog
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.plan.configmap import build_config_data, build_config_map, config_hash
 from tenfold.plan.deployment import DEFAULT_RUNTIME_IMAGE, build_deployment
-from tenfold.plan.labels import pod_selector, with_owner
+from tenfold.plan.labels import child_selector, pod_selector, with_owner
 from tenfold.plan.pdb import build_pdb
+from tenfold.plan.prepare_spec import build_prepare_spec
 from tenfold.plan.redis import build_redis_service, build_redis_statefulset, wants_managed_redis
 from tenfold.plan.render import render_yaml
 from tenfold.plan.service import build_service
 from tenfold.plan.service_monitor import build_service_monitor
-from tenfold.plan.triton_config import build_prepare_spec, build_triton_config
+from tenfold.plan.triton_config import build_triton_config
 
 __all__ = [
+    "CHILD_KINDS",
     "DEFAULT_RUNTIME_IMAGE",
     "build_config_data",
     "build_plan",
     "build_prepare_spec",
     "build_triton_config",
+    "child_selector",
     "config_hash",
     "pod_selector",
     "render_yaml",
 ]
+
+# Every (apiVersion, kind) build_plan may return; the controller prunes only these kinds.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+)
 
 
 def build_plan(

@@ -9,7 +9,7 @@ from typing import Any
 from tenfold.api.prepare import PrepareSpec
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.plan.labels import common_labels, config_map_name, object_meta
-from tenfold.plan.triton_config import build_prepare_spec
+from tenfold.plan.prepare_spec import build_prepare_spec
 
 CONFIG_PBTXT_KEY = "config.pbtxt"
 PREPARE_JSON_KEY = "prepare.json"

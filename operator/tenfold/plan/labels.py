@@ -59,6 +59,14 @@ def pod_selector(name: str) -> str:
     return ",".join(f"{key}={value}" for key, value in selector_labels(name).items())
 
 
+def child_selector(name: str) -> str:
+    """Label selector of every object the plan makes for one InferenceService (pruning).
+
+    Both label sets below carry these two labels, the inference objects' and Redis's alike.
+    """
+    return f"{LABEL_INSTANCE}={name},{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
 def common_labels(name: str, spec: InferenceServiceSpec) -> dict[str, str]:
     """Recommended `app.kubernetes.io/*` labels of the inference objects and pods."""
     labels = {

@@ -1,4 +1,4 @@
-"""Triton's config.pbtxt, built on Triton's own model-config protobuf, and the prepare spec.
+"""Triton's config.pbtxt, built on Triton's own model-config protobuf.
 
 Building the typed `ModelConfig` (instead of templating text) means a misspelt field fails
 here, in a unit test, rather than when tritonserver loads the model in a pod.
@@ -7,7 +7,6 @@ here, in a unit test, rather than when tritonserver loads the model in a pod.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -20,63 +19,17 @@ from tenfold.api.prepare import (
     SEQUENCE_BUCKETS_PARAMETER,
     TOKEN_IDS,
     TOKEN_MASK,
-    GuardSettings,
-    PrepareSpec,
     encoder_model_name,
     tokenizer_model_name,
 )
 from tenfold.api.spec import BatchingSpec, InferenceServiceSpec
-from tenfold.constants import MODEL_REPOSITORY_PATH
-from tenfold.plan.source import runtime_source
+from tenfold.api.triton_io import BACKENDS, TASK_IO, TensorSpec
 
 # Names of the `parameters` entries the runtime's model.py reads (python backend).
 # The precision asked for; the guard may serve another, which the manifest records.
 PARAM_PRECISION = "precision_requested"
 PARAM_TASK = "task"
 
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One model input or output; dims exclude the batch dimension when batching is on."""
-
-    name: str
-    data_type: str  # a Triton DataType name, e.g. TYPE_FP32
-    dims: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class TaskIO:
-    """The tensors a task's model takes and returns."""
-
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-
-# The one place the Triton I/O of each task is defined. The runtime's model.py must use
-# the same names; the runtime engineer may adjust them here. 384 is MiniLM-L6's hidden size.
-TASK_IO: Mapping[Task, TaskIO] = {
-    Task.EMBEDDING: TaskIO(
-        inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),),
-        outputs=(TensorSpec("EMBEDDING", "TYPE_FP32", (384,)),),
-    ),
-    Task.CLASSIFICATION: TaskIO(
-        inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),),
-        outputs=(TensorSpec("LOGITS", "TYPE_FP32", (-1,)),),
-    ),
-    Task.GENERATION: TaskIO(
-        inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),),
-        outputs=(TensorSpec("TEXT_OUTPUT", "TYPE_STRING", (1,)),),
-    ),
-}
-
-# (platform, backend) as Triton's own auto-complete writes them; "" leaves a field unset.
-BACKENDS: Mapping[Backend, tuple[str, str]] = {
-    Backend.PYTHON: ("", "python"),
-    Backend.PYTORCH: ("pytorch_libtorch", "pytorch"),
-    Backend.ONNXRUNTIME: ("onnxruntime_onnx", "onnxruntime"),
-    Backend.TENSORRT: ("tensorrt_plan", "tensorrt"),
-    Backend.VLLM: ("", "vllm"),
-}
 
 _TIMEOUT_ACTIONS = {
     QueueTimeoutAction.REJECT: mc.ModelQueuePolicy.REJECT,
@@ -238,39 +191,6 @@ def render_config_pbtxt(config: mc.ModelConfig) -> str:
 def build_config_pbtxt(spec: InferenceServiceSpec) -> str:
     """The spec's config.pbtxt as text."""
     return render_config_pbtxt(build_triton_config(spec))
-
-
-def build_prepare_spec(name: str, spec: InferenceServiceSpec) -> PrepareSpec:
-    """What the `prepare` init container of InferenceService `name` must build.
-
-    The Triton model name is `spec.model.name`; `name` (the InferenceService) does not enter
-    the prepare spec, so renaming a service does not change its config hash.
-    """
-    model, quantization = spec.model, spec.quantization
-    guard = quantization.guard
-    return PrepareSpec(
-        model_name=model.name,
-        source=runtime_source(model.source),
-        format=model.format,
-        task=model.task,
-        version=model.version,
-        precision=quantization.precision,
-        keep_higher_precision=list(quantization.keep_higher_precision),
-        guard=GuardSettings(
-            metric=guard.metric,
-            max_drop=guard.max_drop,
-            calibration_samples=guard.calibration_samples,
-            fallback=list(guard.fallback),
-        ),
-        backend=spec.runtime.backend,
-        device="cpu" if spec.hardware.gpu_type == CPU else "cuda",
-        max_batch_size=spec.batching.max_batch_size,
-        config_pbtxt=build_config_pbtxt(spec),
-        step_configs={
-            step: render_config_pbtxt(config) for step, config in build_step_configs(spec).items()
-        },
-        repository=MODEL_REPOSITORY_PATH,
-    )
 
 
 def _model_input(tensor: TensorSpec) -> mc.ModelInput:

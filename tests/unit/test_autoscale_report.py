@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from tenfold.api.cost import cost_per_1k_requests, projected_monthly_cost
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.status import Condition, ConditionStatus, ConditionType, merge_conditions
 from tenfold.autoscale.policy import Decision, History
-from tenfold.autoscale.signals import ServiceSignals, Unavailable
-from tenfold.autoscale.status import (
+from tenfold.autoscale.report import (
     Costs,
     build_conditions,
     build_events,
     build_status_patch,
-    cost_per_1k_requests,
-    projected_monthly_cost,
     rfc3339,
 )
+from tenfold.autoscale.signals import ServiceSignals, Unavailable
 
 NOW = 1_700_000_000.0
 

@@ -1,4 +1,4 @@
-"""What each kopf handler does, with kopf's error vocabulary; handlers.py only registers."""
+"""The actions behind each kopf handler, in kopf's error vocabulary; handlers.py only registers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tenfold.autoscale.loop import default_autoscaler
 from tenfold.controller import kube, metrics
 from tenfold.controller import reconcile as rc
 from tenfold.controller.apply import MissingApiError
+from tenfold.controller.config import OperatorConfig
 
 CONFLICT_RETRY_SECONDS = 2
 API_ERROR_RETRY_SECONDS = 10
@@ -26,7 +27,7 @@ def _retry_for(error: ApiException) -> kopf.TemporaryError:
     return kopf.TemporaryError(f"API error {error.status}: {error.reason}", delay=delay)
 
 
-def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: rc.OperatorConfig) -> None:
+def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: OperatorConfig) -> None:
     """Validate the body, apply its plan, and record the outcome in the status patch."""
     previous = body.get("status") or {}
     generation = int((body.get("metadata") or {}).get("generation") or 0)
@@ -49,7 +50,7 @@ def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: rc.Operato
     patch.status.update(rc.changed_fields(previous, settled))
 
 
-async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: rc.OperatorConfig) -> None:
+async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: OperatorConfig) -> None:
     """Observe the children, let the autoscaler decide, write only what changed.
 
     One timer does both so that a single patch writes `conditions`: the autoscaler's
@@ -62,14 +63,14 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: rc.Operator
         return  # the apply handler already reported it
     try:
         prices = await asyncio.to_thread(rc.cluster_prices, config)
-        observed = await asyncio.to_thread(rc.observed_status, service, previous, prices)
+        observed = await asyncio.to_thread(rc.observed_status, service, previous)
     except ApiException as error:
         raise _retry_for(error) from error
 
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
 
-    scaling = await default_autoscaler(kube.custom()).tick(
+    scaling = await default_autoscaler(config.autoscale, kube.custom()).tick(
         service.namespace,
         service.name,
         body["spec"],
@@ -85,7 +86,7 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: rc.Operator
     patch.status.update(rc.changed_fields(previous, current))
 
 
-def forget_service(namespace: str, name: str) -> None:
+def forget_service(namespace: str, name: str, config: OperatorConfig) -> None:
     """A service is gone: drop its metric series and its scaling history."""
     metrics.forget(namespace, name)
-    default_autoscaler(kube.custom()).forget(namespace, name)
+    default_autoscaler(config.autoscale, kube.custom()).forget(namespace, name)

@@ -1,4 +1,5 @@
-"""The budget clamp: replicas the hourly cap pays for, at catalog or overridden prices."""
+"""Replica limits and the budget math: replicas the hourly cap pays for, at catalog or
+overridden prices, within the replica bounds."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ from hypothesis import strategies as st
 
 from tenfold.api.catalog import load_catalog
 from tenfold.api.cost import max_affordable_replicas, replica_cost
-from tenfold.api.spec import InferenceServiceSpec
-from tenfold.autoscale.budget import clamp
+from tenfold.api.spec import AutoscalingSpec, InferenceServiceSpec
+from tenfold.autoscale.limits import Limited, limit_replicas
+
+# Bounds wide enough that only the budget limits.
+WIDE = AutoscalingSpec(min_replicas=0, max_replicas=1000)
+
+
+def clamp(wanted: int, affordable: int | None) -> Limited:
+    """The budget part of the limits alone."""
+    return limit_replicas(wanted, WIDE, affordable)
 
 
 def service(hardware: dict[str, object], budget: dict[str, object]) -> InferenceServiceSpec:

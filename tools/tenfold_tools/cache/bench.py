@@ -1,6 +1,6 @@
 """Loopback benchmark of the cache sidecar against Triton alone.
 
-    python -m tenfold_runtime.cache.bench [--requests N] [--concurrency C] [--repeat 0.3 0.8]
+    python -m tenfold_tools.cache.bench [--requests N] [--concurrency C] [--repeat 0.3 0.8]
 
 Starts Triton with the stand-in embedding model (its `--cost-us-per-item` burns CPU per
 text in place of a real encoder), Redis with append-only persistence, and one fresh
@@ -31,10 +31,10 @@ import aiohttp
 
 from tenfold.api.enums import CacheMode
 from tenfold.api.sidecar import SidecarSettings
-from tenfold_runtime.cache import local
 from tenfold_runtime.local import TritonHandle, free_port, start_triton
+from tenfold_tools.cache import processes
 
-INFER = f"/v2/models/{local.STANDIN_MODEL}/infer"
+INFER = f"/v2/models/{processes.STANDIN_MODEL}/infer"
 
 
 @dataclass(frozen=True)
@@ -153,20 +153,20 @@ class Bench:
         self.args = args
         self.workdir = workdir
         self.triton: TritonHandle | None = None
-        self.redis: local.Proc | None = None
+        self.redis: processes.Proc | None = None
         self.redis_port = free_port()
-        self.sidecar: local.Proc | None = None
+        self.sidecar: processes.Proc | None = None
         self.metrics_url = ""
         self.runs = 0
 
     def start(self) -> None:
         """Triton and Redis."""
-        repository = local.write_standin_repository(
+        repository = processes.write_standin_repository(
             self.workdir / "repo", self.args.cost_us_per_item
         )
         self.triton = start_triton(repository, log_path=self.workdir / "triton.log")
         if self.args.backend == CacheMode.REDIS.value:
-            self.redis = local.start_redis(self.redis_port, self.workdir / "redis", "everysec")
+            self.redis = processes.start_redis(self.redis_port, self.workdir / "redis", "everysec")
 
     @property
     def triton_url(self) -> str:
@@ -180,7 +180,7 @@ class Bench:
         self.runs += 1
         manifest = self.workdir / f"manifest-{self.runs}.json"
         identity = {
-            "model_name": local.STANDIN_MODEL,
+            "model_name": processes.STANDIN_MODEL,
             "model_version": "1",
             "source_digest": f"sha256:bench-{time.time_ns()}",
             "precision_served": "fp32",
@@ -198,7 +198,7 @@ class Bench:
             manifest=str(manifest),
         )
         log = self.workdir / f"sidecar-{self.runs}.log"
-        self.sidecar = local.start_sidecar(settings.to_args(), log, port)
+        self.sidecar = processes.start_sidecar(settings.to_args(), log, port)
         return f"http://127.0.0.1:{port}"
 
     def hit_ratio(self) -> float:
@@ -268,7 +268,7 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's flags."""
-    parser = argparse.ArgumentParser(prog="python -m tenfold_runtime.cache.bench")
+    parser = argparse.ArgumentParser(prog="python -m tenfold_tools.cache.bench")
     parser.add_argument("--requests", type=int, default=2000, help="requests per workload run")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeat", type=float, nargs="+", default=[0.3, 0.8])
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run the benchmark, print and save its figures."""
     args = build_parser().parse_args(argv)
-    command = shlex.join(["python", "-m", "tenfold_runtime.cache.bench", *argv])
+    command = shlex.join(["python", "-m", "tenfold_tools.cache.bench", *argv])
     print(command, flush=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cache-bench-") as tmp:

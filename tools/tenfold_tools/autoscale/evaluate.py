@@ -1,6 +1,6 @@
 """Evaluate tenfold's autoscaler against the anchors on a simulated day and a load step.
 
-    python -m tenfold.autoscale.evaluate            # writes docs/img/autoscaling-*.png and
+    python -m tenfold_tools.autoscale.evaluate            # writes docs/img/autoscaling-*.png and
                                                     # the results block of docs/autoscaling.md
 
 Compares static provisioning for the peak, an HPA on CPU (15 s sync, 300 s scale-down
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tenfold.api.spec import AutoscalingSpec
 from tenfold.autoscale.policy import PolicyParams
-from tenfold.autoscale.simulation import (
+from tenfold_tools.autoscale.simulation import (
     HpaCpu,
     HpaRule,
     KedaRate,
@@ -213,7 +213,7 @@ def replace_block(text: str, block: str) -> str:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options; every default is the documented setup."""
     parser = argparse.ArgumentParser(
-        prog="python -m tenfold.autoscale.evaluate", description=__doc__.splitlines()[0]
+        prog="python -m tenfold_tools.autoscale.evaluate", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--capacity",
@@ -244,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup = Setup(model, 1, args.max_replicas, args.budget_replicas, args.seed, args.hours)
     trace, results = run_day(setup)
     reactions, step_results = run_steps(setup, args.step_runs)
-    command = shlex.join(["python", "-m", "tenfold.autoscale.evaluate", *(argv or sys.argv[1:])])
+    module = "tenfold_tools.autoscale.evaluate"
+    command = shlex.join(["python", "-m", module, *(argv or sys.argv[1:])])
     block = (
         f"Produced by `{command}` (seed {setup.seed}; capacity {model.capacity_rps:g} req/s "
         f"per replica; start-up {model.startup_seconds:g} s; budget {setup.budget_replicas} "

@@ -1,7 +1,8 @@
-"""Pure builders of the autoscaler's part of the InferenceService status, and its events.
+"""What the autoscaler reports: its part of the InferenceService status, and its events.
 
-Everything returns the api/status.py models (or their camelCase dicts), so what lands in the
-cluster is exactly what the CRD schema declares.
+Pure builders. Everything returns the api/status.py models (or their camelCase dicts), so
+what lands in the cluster is exactly what the CRD schema declares. The cost fields come from
+api.cost.cost_status, their one builder.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tenfold.api.cost import cost_status
 from tenfold.api.enums import AutoscalingMode
-from tenfold.api.spec import HOURS_PER_MONTH
 from tenfold.api.status import (
     Condition,
     ConditionStatus,
@@ -25,30 +26,10 @@ from tenfold.api.status import (
 from tenfold.autoscale.policy import Decision
 from tenfold.autoscale.signals import ServiceSignals
 
-# Below this rate cost per request is noise (and infinite at zero); report none instead.
-MIN_RATE_FOR_UNIT_COST = 1e-3
-
 
 def rfc3339(unix_seconds: float) -> str:
     """Kubernetes' timestamp format, UTC, second precision."""
     return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def cost_per_hour(replicas: int, cost_per_replica: float) -> float:
-    """USD per hour of running `replicas`."""
-    return round(replicas * cost_per_replica, 6)
-
-
-def projected_monthly_cost(hourly: float) -> float:
-    """USD per month (730 hours) at this hourly cost."""
-    return round(hourly * HOURS_PER_MONTH, 4)
-
-
-def cost_per_1k_requests(hourly: float, request_rate: float | None) -> float | None:
-    """USD per 1,000 requests at this hourly cost and request rate; None when idle."""
-    if request_rate is None or request_rate < MIN_RATE_FOR_UNIT_COST:
-        return None
-    return round(hourly / (request_rate * 3600) * 1000, 8)
 
 
 def build_signals(signals: ServiceSignals) -> Signals:
@@ -189,14 +170,9 @@ def build_status_patch(
     place. None values are kept: in a merge patch they remove a field that no longer applies
     (costPer1KRequests when idle, a p95 Triton stopped exporting).
     """
-    hourly = cost_per_hour(costs.running_replicas, costs.per_replica)
-    fields: dict[str, Any] = {
-        "cost_per_hour": hourly,
-        "projected_monthly_cost": projected_monthly_cost(hourly),
-        "cost_per_1k_requests": cost_per_1k_requests(
-            hourly, signals.request_rate if signals else None
-        ),
-    }
+    fields: dict[str, Any] = cost_status(
+        costs.running_replicas, costs.per_replica, signals.request_rate if signals else None
+    )
     if signals is not None:
         fields["signals"] = build_signals(signals)
     if mode is not AutoscalingMode.OFF:

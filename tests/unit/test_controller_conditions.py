@@ -5,8 +5,9 @@ from __future__ import annotations
 from tenfold.api.cost import max_affordable_replicas
 from tenfold.api.resource import parse_spec
 from tenfold.api.status import ConditionStatus, ConditionType
-from tenfold.controller import status as rules
-from tenfold.controller.reconcile import changed_fields, replicas_to_run
+from tenfold.autoscale.limits import replicas_to_run
+from tenfold.controller import conditions as rules
+from tenfold.controller.reconcile import changed_fields
 
 NOW, LATER = "2026-11-22T10:00:00Z", "2026-11-22T10:05:00Z"
 

@@ -1,0 +1,1 @@
+"""The autoscaler's offline evaluation: a trace-driven simulation of the real policy."""
