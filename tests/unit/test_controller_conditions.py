@@ -167,3 +167,17 @@ def test_replicas_to_run_is_bounded_and_within_budget():
 
 def test_changed_fields_only():
     assert changed_fields({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}) == {"b": 3, "c": 4}
+
+
+def test_precision_is_what_prepare_reported_never_the_specs_wish() -> None:
+    from tenfold.controller.conditions import PRECISION_PENDING, precision_status
+
+    assert precision_status({"precision_served": "mixed"}) == {
+        "precision": "mixed",
+        "precisionReason": None,
+    }
+    for report in (None, {}, {"precision_served": ""}):
+        assert precision_status(report) == {
+            "precision": None,
+            "precisionReason": PRECISION_PENDING,
+        }

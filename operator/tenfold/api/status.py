@@ -101,7 +101,14 @@ class InferenceServiceStatus(ApiModel):
     desired_replicas: int | None = Field(None, description="Replicas last decided.")
     selector: str | None = Field(None, description="Label selector of the pods (scale).")
     endpoints: Endpoints | None = Field(None, description="Where to send requests.")
-    precision: str | None = Field(None, description="Precision actually served.")
+    precision: str | None = Field(
+        None,
+        description="Precision actually served, as the prepare init container reported it; "
+        "unset until one has.",
+    )
+    precision_reason: str | None = Field(
+        None, description="Why precision is unset (no prepare report yet)."
+    )
     accuracy: Accuracy | None = Field(None, description="Accuracy measured by the guard.")
     cost_per_hour: float | None = Field(None, description="USD per hour at current replicas.")
     projected_monthly_cost: float | None = Field(None, description="cost_per_hour x 730.")

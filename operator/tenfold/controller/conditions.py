@@ -183,6 +183,23 @@ def prepared_model(pods: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+# Until a pod's prepare init container has reported, nothing says what is served: the spec
+# asks for a precision, but the guard may fall back along its ladder.
+PRECISION_PENDING = (
+    "no prepare report yet: the precision is set from the init container's termination "
+    "message once the accuracy guard has chosen it"
+)
+
+
+def precision_status(report: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """status.precision (what the guard chose, never the spec's wish) and, while it is
+    unknown, status.precisionReason saying why."""
+    served = (report or {}).get("precision_served")
+    if isinstance(served, str) and served:
+        return {"precision": served, "precisionReason": None}
+    return {"precision": None, "precisionReason": PRECISION_PENDING}
+
+
 def accuracy_status(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """status.accuracy from the prepare report."""
     accuracy = (report or {}).get("accuracy")

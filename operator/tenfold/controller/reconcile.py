@@ -122,9 +122,7 @@ def observed_status(service: InferenceService, previous: Mapping[str, Any]) -> d
         "conditions": merged,
         "replicas": int(deployment_status.get("replicas") or 0),
         "readyReplicas": int(deployment_status.get("readyReplicas") or 0),
-        "precision": str(
-            (report or {}).get("precision_served") or service.spec.quantization.precision.value
-        ),
+        **conditions.precision_status(report),
         "accuracy": conditions.accuracy_status(report),
     }
 
