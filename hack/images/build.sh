@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Build tenfold's images on this machine, without a registry, for a containerd node.
+#
+#   bash hack/images/build.sh [base|operator|runtime-cpu|pause|coredns ...]   # default: all
+#
+# base         Debian (versions.env) from mmdebstrap, a local buildah image (not exported)
+# operator     Dockerfile.operator on that base            docker.io/tenfold/operator:<version>
+# runtime-cpu  Dockerfile.runtime-cpu on that base         docker.io/tenfold/runtime-cpu:<version>
+# pause        hack/images/pause, one static binary         docker.io/tenfold/pause:<PAUSE_VERSION>
+# coredns      CoreDNS from its Go module                   docker.io/tenfold/coredns:<COREDNS_VERSION>
+#
+# Each image is exported, with uncompressed layers (no CPU spent on gzip), to an archive under
+# ${TENFOLD_CACHE:-~/.cache/tenfold}/images/ named by a content key (tools/tenfold_tools/
+# images.py): an unchanged input reuses its archive, a changed one builds a new one. The
+# Dockerfile images are docker-archive tars (buildah 1.28 gzips every layer it writes to an
+# oci-archive, --disable-compression or not); pause and coredns are OCI layouts written by
+# images.py. `ctr images import` reads both. buildah
+# keeps its storage and layer cache (the torch layer, pip's cache) in the same folder. The
+# last lines are one per image, `IMAGE <ref> <archive>`, for `ctr -n k8s.io images import`.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "${here}/../.." && pwd)"
+# shellcheck source=versions.env
+source "${here}/versions.env"
+cache="${TENFOLD_CACHE:-${HOME}/.cache/tenfold}"
+out="${cache}/images"
+mkdir -p "${out}/buildah/tmp"
+
+# One build at a time: a second caller waits, then finds the archives cached.
+exec 9>"${out}/.lock"
+if ! flock -n 9; then
+  echo "build.sh: another build holds ${out}/.lock, waiting" >&2
+  flock 9
+fi
+
+images() { PYTHONPATH="${repo}/tools" "${PYTHON:-python3}" -m tenfold_tools.images "$@"; }
+bah() {
+  TMPDIR="${out}/buildah/tmp" buildah --root "${out}/buildah/storage" \
+    --runroot /run/tenfold-buildah --storage-driver overlay "$@"
+}
+mib() { echo "$(( $(stat -c %s "$1") / 1048576 )) MiB"; }
+say() { echo "build.sh: $*" >&2; }
+
+version="$(images version --pyproject "${repo}/pyproject.toml")"
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || targets=(operator runtime-cpu pause coredns)
+results=()
+
+# Replace older archives of one image by the new one (each is up to a few GiB).
+prune() { # name keep
+  local old
+  for old in "${out}/$1"-*.tar; do
+    [[ -e ${old} && ${old} != "$2" ]] && rm -f "${old}"
+  done
+  return 0
+}
+
+base_ref=""
+base_key=""
+ensure_base() {
+  [[ -z ${base_ref} ]] || return 0
+  local sources=/etc/apt/sources.list.d/debian.sources
+  [[ -f ${sources} ]] || sources=/etc/apt/sources.list
+  local opts=(--variant=minbase "--include=${BASE_PACKAGES}"
+    "--dpkgopt=path-exclude=/usr/share/man/*" "--dpkgopt=path-exclude=/usr/share/locale/*"
+    "--dpkgopt=path-exclude=/usr/share/doc/*" "--dpkgopt=path-include=/usr/share/doc/*/copyright")
+  base_key="$(printf '%s\n' "${DEBIAN_SUITE}" "${opts[@]}" | sha256sum | cut -c1-16)"
+  base_ref="localhost/tenfold/base:${base_key}"
+  if bah inspect --type image "${base_ref}" >/dev/null 2>&1; then
+    return 0
+  fi
+  local start=${SECONDS} rootfs="${out}/base-${base_key}.rootfs.tar"
+  if [[ ! -f ${rootfs} ]]; then
+    say "base: mmdebstrap ${DEBIAN_SUITE} (${BASE_PACKAGES})"
+    # The machine's own Debian sources: no mirror is named here.
+    # mmdebstrap picks its output format from the name: keep .tar at the end.
+    mmdebstrap --quiet "${opts[@]}" "${DEBIAN_SUITE}" "${rootfs%.tar}.partial.tar" "${sources}"
+    mv "${rootfs%.tar}.partial.tar" "${rootfs}"
+  fi
+  local ctr
+  ctr="$(bah from scratch)"
+  bah add --quiet "${ctr}" "${rootfs}" / >/dev/null
+  bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --env LANG=C.UTF-8 --cmd /bin/bash "${ctr}"
+  bah commit --quiet --rm "${ctr}" "${base_ref}" >/dev/null
+  say "base: ${base_ref} in $((SECONDS - start)) s, rootfs $(mib "${rootfs}")"
+}
+
+build_dockerfile() { # name dockerfile
+  local name=$1 dockerfile="${repo}/$2"
+  ensure_base
+  local key ref archive start=${SECONDS}
+  key="$(images key --dockerfile "${dockerfile}" --context "${repo}" \
+    --ignorefile "${here}/dockerignore" --parent "${base_key}" --build-arg "BASE=${base_ref}")"
+  ref="docker.io/tenfold/${name}:${version}"
+  archive="${out}/${name}-${version}-${key}.docker.tar"
+  if [[ -f ${archive} ]]; then
+    say "${name}: cached (${archive##*/}, $(mib "${archive}"))"
+  else
+    local tls=()
+    # pip inside RUN trusts what this machine trusts (a TLS-inspecting proxy's CA): the
+    # host bundle is mounted over the base's for the build only and named by PIP_CERT.
+    if [[ -n ${PIP_CERT:-} && -f ${PIP_CERT} ]]; then
+      tls=(-v "${PIP_CERT}:/etc/ssl/certs/ca-certificates.crt:ro"
+        --build-arg PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
+    fi
+    say "${name}: building ${ref} from $2 (key ${key})"
+    bah bud --layers --network host --ignorefile "${here}/dockerignore" "${tls[@]}" \
+      --build-arg "BASE=${base_ref}" -f "${dockerfile}" -t "${ref}" "${repo}" >&2
+    bah push --quiet --disable-compression "${ref}" "docker-archive:${archive}.partial:${ref}"
+    mv "${archive}.partial" "${archive}"
+    prune "${name}-${version}" "${archive}"
+    say "${name}: built in $((SECONDS - start)) s, archive $(mib "${archive}"), unpacked $(bah images --format '{{.Size}}' "${ref}")"
+  fi
+  results+=("IMAGE ${ref} ${archive}")
+}
+
+build_pause() {
+  local start=${SECONDS} src="${here}/pause" key bin archive ref
+  key="$(images files-key "${src}/main.go" "${src}/go.mod" --extra "$(go version)")"
+  bin="${cache}/bin/pause-${key}/pause"
+  if [[ ! -x ${bin} ]]; then
+    mkdir -p "${bin%/*}"
+    (cd "${src}" && GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" \
+      -o "${bin}.partial" .)
+    mv "${bin}.partial" "${bin}"
+  fi
+  ref="docker.io/tenfold/pause:${PAUSE_VERSION}"
+  archive="${out}/pause-${PAUSE_VERSION}-${key}.oci.tar"
+  if [[ ! -f ${archive} ]]; then
+    images oci-archive --ref "${ref}" --out "${archive}" --file "${bin}:/pause" \
+      --entrypoint /pause --user 65535:65535
+    prune "pause-${PAUSE_VERSION}" "${archive}"
+  fi
+  say "pause: $((SECONDS - start)) s, archive $(mib "${archive}")"
+  results+=("IMAGE ${ref} ${archive}")
+}
+
+build_coredns() {
+  local start=${SECONDS} dir="${cache}/bin/coredns-${COREDNS_VERSION}" key archive ref
+  if [[ ! -x ${dir}/coredns ]]; then
+    say "coredns: go install github.com/coredns/coredns@${COREDNS_VERSION} (minutes)"
+    rm -rf "${dir}.partial"
+    GOTOOLCHAIN=local CGO_ENABLED=0 GOBIN="${dir}.partial" go install -trimpath \
+      -ldflags="-s -w" "github.com/coredns/coredns@${COREDNS_VERSION}"
+    rm -rf "${dir}"
+    mv "${dir}.partial" "${dir}"
+  fi
+  key="$(images files-key "${dir}/coredns" --extra "${COREDNS_VERSION}")"
+  ref="docker.io/tenfold/coredns:${COREDNS_VERSION}"
+  archive="${out}/coredns-${COREDNS_VERSION}-${key}.oci.tar"
+  if [[ ! -f ${archive} ]]; then
+    # As upstream's image: the distroless nonroot user, allowed to bind port 53.
+    images oci-archive --ref "${ref}" --out "${archive}" --file "${dir}/coredns:/coredns" \
+      --entrypoint /coredns --user 65532:65532 --net-bind-service
+    prune "coredns-${COREDNS_VERSION}" "${archive}"
+  fi
+  say "coredns: $((SECONDS - start)) s, archive $(mib "${archive}")"
+  results+=("IMAGE ${ref} ${archive}")
+}
+
+for target in "${targets[@]}"; do
+  case "${target}" in
+    base) ensure_base ;;
+    operator) build_dockerfile operator Dockerfile.operator ;;
+    runtime-cpu) build_dockerfile runtime-cpu Dockerfile.runtime-cpu ;;
+    pause) build_pause ;;
+    coredns) build_coredns ;;
+    *) say "unknown image ${target}"; exit 2 ;;
+  esac
+done
+[[ ${#results[@]} -eq 0 ]] || printf '%s\n' "${results[@]}"

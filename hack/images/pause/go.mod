@@ -1,0 +1,3 @@
+module tenfold.dev/pause
+
+go 1.22
