@@ -9,6 +9,8 @@ bash hack/system-deps.sh
 venv="$(bash hack/python-env.sh | tail -1)"
 export PATH="$venv/bin:$PATH"
 bash hack/testbed/build.sh
+# The node's images, from the repository's Dockerfiles (cached by content; minutes when new).
+bash hack/images/build.sh
 echo "tenfold: setup took $(( $(date +%s) - start ))s" >&2
 
 ruff check .

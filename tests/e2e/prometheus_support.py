@@ -58,40 +58,6 @@ def build_config(targets: Sequence[ScrapeTarget], scrape_interval: str) -> dict[
     }
 
 
-def pod_discovery_config(
-    api_server: str, pki: Path, namespace: str, scrape_interval: str
-) -> dict[str, object]:
-    """A prometheus.yml that finds pods through the apiserver (kubernetes_sd_configs, role
-    pod) and scrapes each port named `metrics` of pods annotated prometheus.io/scrape=true,
-    labelling series with the pod's namespace, name and `app.kubernetes.io/instance`."""
-    tls = {"ca_file": str(pki / "ca.crt"), "cert_file": str(pki / "admin.crt"),
-           "key_file": str(pki / "admin.key")}  # fmt: skip
-    meta = "__meta_kubernetes_pod_"
-    return {
-        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "scrape_configs": [
-            {
-                "job_name": "kubernetes-pods",
-                "kubernetes_sd_configs": [
-                    {"role": "pod", "api_server": api_server, "tls_config": tls,
-                     "namespaces": {"names": [namespace]}}
-                ],
-                "relabel_configs": [
-                    {"source_labels": [f"{meta}annotation_prometheus_io_scrape"],
-                     "regex": "true", "action": "keep"},
-                    {"source_labels": [f"{meta}container_port_name"], "regex": "metrics",
-                     "action": "keep"},
-                    {"source_labels": ["__meta_kubernetes_namespace"],
-                     "target_label": "namespace"},
-                    {"source_labels": [f"{meta}name"], "target_label": "pod"},
-                    {"source_labels": [f"{meta}label_app_kubernetes_io_instance"],
-                     "target_label": "service"},
-                ],
-            }
-        ],
-    }  # fmt: skip
-
-
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, step: float = 0.25) -> T:
     """Poll `check` until it returns something other than None/False; fail after timeout."""
     deadline = time.monotonic() + timeout
@@ -142,17 +108,12 @@ def start_prometheus(
     workdir: Path, targets: Sequence[ScrapeTarget], scrape_interval: str = "1s"
 ) -> PrometheusProcess:
     """Start Prometheus scraping `targets`; returns once it is ready to answer queries."""
-    return start_prometheus_with(workdir, build_config(targets, scrape_interval))
-
-
-def start_prometheus_with(workdir: Path, settings: Mapping[str, object]) -> PrometheusProcess:
-    """Start Prometheus with a whole prometheus.yml (as a dict); returns once it is ready."""
     binary = prometheus_binary()
     if binary is None:
         raise FileNotFoundError("prometheus is not installed (hack/system-deps.sh)")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(json.dumps(settings, indent=2))
+    config.write_text(json.dumps(build_config(targets, scrape_interval), indent=2))
     port = free_port()
     log = workdir / "prometheus.log"
     with log.open("wb") as out:

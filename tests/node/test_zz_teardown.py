@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tenfold_tools.testbed import Testbed
-from tenfold_tools.testbed import down as testbed_down
+from tenfold_tools.testbed import down as stop_testbed
 from tenfold_tools.testbed.node import NodeNetwork
 from tenfold_tools.testbed.realnode import NODE_SLOT, NodeDirs, cgroup_dirs, mounts_below
 from tests.node.conftest import HOST_STATE_AT_START, host_network_state
@@ -32,7 +32,7 @@ def test_down_leaves_nothing_of_the_node_behind(testbed: Testbed) -> None:
     dirs = NodeDirs(testbed.state)
     network = NodeNetwork(NODE_SLOT)
     assert _processes_naming(str(testbed.state.root))  # the node runs before `down`
-    testbed_down(testbed.name)
+    stop_testbed(testbed.name)
 
     assert _processes_naming(str(testbed.state.root)) == []
     assert mounts_below(dirs.root, dirs.containerd_root) == []

@@ -88,7 +88,10 @@ def test_coredns_serves_the_cluster_dns_address_without_privileges() -> None:
     objects = {o["kind"]: o for o in coredns_objects("docker.io/tenfold/coredns:v1")}
     assert objects["Service"]["spec"]["clusterIP"] == CLUSTER_DNS_IP
     container = objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["NET_BIND_SERVICE"],
+    }
     ports = {p["containerPort"] for p in container["ports"]}
     assert ports == {1053}  # above 1024: no NET_BIND_SERVICE needed
     assert "1053" in objects["ConfigMap"]["data"]["Corefile"]
@@ -104,3 +107,14 @@ def test_image_lines_are_parsed_and_refs_found_by_name() -> None:
         image_ref(images, "coredns")
     with pytest.raises(TestbedError, match="no IMAGE lines"):
         parse_image_lines("nothing built")
+
+
+def test_gpu_nodes_are_tainted_only_beside_a_real_node() -> None:
+    from tenfold_tools.testbed.nodes import GPU_TAINT, build_nodes, load_pools
+
+    pools = load_pools()
+    tainted = build_nodes(pools, gpu_taint=True)
+    gpu_nodes = [n for n in tainted if "nvidia.com/gpu" in n["status"]["capacity"]]
+    assert gpu_nodes and all(n["spec"]["taints"] == [GPU_TAINT] for n in gpu_nodes)
+    assert all(not n["spec"] for n in tainted if n not in gpu_nodes)
+    assert all(not n["spec"] for n in build_nodes(pools))

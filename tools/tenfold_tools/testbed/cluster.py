@@ -364,8 +364,14 @@ def _create_marker(testbed: Testbed) -> None:
     testbed.kubectl("apply", "-f", "-", input=json.dumps(marker))
 
 
+def _lifecycle_taints(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The node-lifecycle controller's taints (not-ready, unreachable...) on a node."""
+    taints = node["spec"].get("taints") or []
+    return [t for t in taints if t["key"].startswith("node.kubernetes.io/")]
+
+
 def _nodes_ready(testbed: Testbed, expected: int) -> bool:
-    """Whether all expected test-bed nodes report Ready and carry no taint.
+    """Whether all expected test-bed nodes report Ready, free of lifecycle taints.
 
     The node-lifecycle controller taints a node not-ready until its Ready condition is
     seen; pods can only schedule once the taint is gone.
@@ -376,7 +382,7 @@ def _nodes_ready(testbed: Testbed, expected: int) -> bool:
     ready = [
         node
         for node in json.loads(proc.stdout)["items"]
-        if not node["spec"].get("taints")
+        if not _lifecycle_taints(node)
         and any(
             c["type"] == "Ready" and c["status"] == "True"
             for c in node.get("status", {}).get("conditions", [])
@@ -388,10 +394,11 @@ def _nodes_ready(testbed: Testbed, expected: int) -> bool:
 def create_nodes(testbed: Testbed, real_node: bool) -> None:
     """Create the fake nodes and wait until KWOK has made them Ready.
 
-    With a real node, the cpu pool is that node, and KWOK plays only the GPU pools.
+    With a real node, the cpu pool is that node, and KWOK plays only the GPU pools, tainted
+    as GPU pools are, so that pods asking for no GPU run on the real node.
     """
     pools = [p for p in load_pools() if not (real_node and p.name == REAL_POOL)]
-    nodes = build_nodes(pools)
+    nodes = build_nodes(pools, gpu_taint=real_node)
     manifest = {"apiVersion": "v1", "kind": "List", "items": nodes}
     testbed.kubectl("create", "-f", "-", input=json.dumps(manifest))
     health.wait_until(

@@ -271,7 +271,10 @@ def coredns_objects(image: str) -> list[dict[str, Any]]:
         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
+            # The binary carries the file capability cap_net_bind_service (as upstream's
+            # image does); exec fails unless the container may hold it, as in kubeadm's
+            # manifest. The restricted profile allows this one capability.
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
             "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
             "runAsUser": 65532,

@@ -61,8 +61,17 @@ def load_pools(path: Path = NODES_FILE) -> list[NodePool]:
     return pools
 
 
-def build_node(pool: NodePool, index: int) -> dict[str, Any]:
-    """Build one Node object (with the status KWOK keeps) for the pool's index-th node."""
+# The taint GPU node pools of the clouds carry, so that only pods asking for GPUs (tenfold's
+# GPU replicas tolerate it) land there.
+GPU_TAINT: Final = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
+
+
+def build_node(pool: NodePool, index: int, gpu_taint: bool = False) -> dict[str, Any]:
+    """Build one Node object (with the status KWOK keeps) for the pool's index-th node.
+
+    gpu_taint: taint GPU nodes as the clouds do. With a real node in the test bed, a pod
+    that asks for no GPU must run there, not on a KWOK node that only pretends to run it.
+    """
     name = f"tenfold-{pool.name}-{index}"
     labels = {
         "kubernetes.io/hostname": name,
@@ -90,11 +99,11 @@ def build_node(pool: NodePool, index: int) -> dict[str, Any]:
             "annotations": {KWOK_ANNOTATION: KWOK_ANNOTATION_VALUE},
         },
         # No kwok.x-k8s.io/node taint: pods must schedule here without tolerations.
-        "spec": {},
+        "spec": {"taints": [dict(GPU_TAINT)]} if pool.gpu and gpu_taint else {},
         "status": {"capacity": capacity, "allocatable": dict(capacity)},
     }
 
 
-def build_nodes(pools: list[NodePool]) -> list[dict[str, Any]]:
+def build_nodes(pools: list[NodePool], gpu_taint: bool = False) -> list[dict[str, Any]]:
     """Build every Node object of the given pools."""
-    return [build_node(pool, i) for pool in pools for i in range(pool.count)]
+    return [build_node(pool, i, gpu_taint) for pool in pools for i in range(pool.count)]
