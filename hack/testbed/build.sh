@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the test bed's binaries (Kubernetes control plane and node, kubectl, crictl, etcd,
-# KWOK, Helm) from Go modules into ${TENFOLD_CACHE:-~/.cache/tenfold}/bin/<name>-<version>/.
+# KWOK, Helm, Prometheus) from Go modules into
+# ${TENFOLD_CACHE:-~/.cache/tenfold}/bin/<name>-<version>/.
 #
 # A component whose folder already holds every binary is reused, so a second run is a
 # no-op that only prints versions. Builds go to a temporary folder that is renamed into
@@ -64,6 +65,13 @@ build_kubernetes_node() {
 # releases their addresses, and it is the usual tool to look inside a node.
 build_crictl() {
   GOBIN="$1" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@${CRICTL_VERSION}"
+}
+
+# Prometheus with Kubernetes service discovery, which Debian's build leaves out. Only that
+# discovery mechanism is compiled in (upstream's build tags), which halves the build.
+build_prometheus() {
+  GOBIN="$1" go install -trimpath -tags=remove_all_sd,enable_kubernetes_sd -ldflags "-s -w" \
+    "github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_MODULE_VERSION}"
 }
 
 build_etcd() {
@@ -137,6 +145,7 @@ main() {
   ensure kubernetes-node "${K8S_VERSION}" build_kubernetes_node kubelet kube-proxy
   ensure crictl "${CRICTL_VERSION}" build_crictl crictl
   ensure etcd "${ETCD_VERSION}" build_etcd etcd
+  ensure prometheus "${PROMETHEUS_MODULE_VERSION}" build_prometheus prometheus
   ensure kwok "${KWOK_VERSION}" build_kwok kwok stages/pod-ready.yaml
   ensure helm "${HELM_VERSION}" build_helm helm
 
@@ -148,6 +157,7 @@ main() {
   echo "kubelet                 $("${bin}/kubernetes-node-${K8S_VERSION}/kubelet" --version)"
   echo "kube-proxy              $("${bin}/kubernetes-node-${K8S_VERSION}/kube-proxy" --version)"
   echo "crictl                  $("${bin}/crictl-${CRICTL_VERSION}/crictl" --version)"
+  echo "prometheus              $("${bin}/prometheus-${PROMETHEUS_MODULE_VERSION}/prometheus" --version 2>&1 | head -1)"
   echo "etcd                    $("${bin}/etcd-${ETCD_VERSION}/etcd" --version | head -1)"
   echo "kwok                    $("${bin}/kwok-${KWOK_VERSION}/kwok" --version)"
   echo "helm                    $("${bin}/helm-${HELM_VERSION}/helm" version --short)"

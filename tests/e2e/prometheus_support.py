@@ -108,12 +108,24 @@ def start_prometheus(
     workdir: Path, targets: Sequence[ScrapeTarget], scrape_interval: str = "1s"
 ) -> PrometheusProcess:
     """Start Prometheus scraping `targets`; returns once it is ready to answer queries."""
-    binary = prometheus_binary()
+    return start_prometheus_with(workdir, build_config(targets, scrape_interval))
+
+
+def start_prometheus_with(
+    workdir: Path,
+    settings: Mapping[str, object],
+    *,
+    binary: str | None = None,
+    listen_host: str = "127.0.0.1",
+) -> PrometheusProcess:
+    """Start a Prometheus with a whole prometheus.yml (as a dict) on listen_host; returns
+    once it is ready. binary: another build than Debian's (one with Kubernetes discovery)."""
+    binary = binary or prometheus_binary()
     if binary is None:
         raise FileNotFoundError("prometheus is not installed (hack/system-deps.sh)")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(json.dumps(build_config(targets, scrape_interval), indent=2))
+    config.write_text(json.dumps(settings, indent=2))
     port = free_port()
     log = workdir / "prometheus.log"
     with log.open("wb") as out:
@@ -122,13 +134,13 @@ def start_prometheus(
                 binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
+                f"--web.listen-address={listen_host}:{port}",
                 "--storage.tsdb.retention.time=1h",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    process = PrometheusProcess(popen, f"http://127.0.0.1:{port}", log)
+    process = PrometheusProcess(popen, f"http://{listen_host}:{port}", log)
     try:
         wait_for(lambda: process.popen.poll() is None and process.ready(), 30, "Prometheus")
     except BaseException:

@@ -29,6 +29,7 @@ class Versions:
     kwok: str
     helm: str
     crictl: str
+    prometheus: str
 
 
 def load_versions(path: Path = VERSIONS_FILE) -> Versions:
@@ -47,6 +48,7 @@ def load_versions(path: Path = VERSIONS_FILE) -> Versions:
         kwok=values["KWOK_VERSION"],
         helm=values["HELM_VERSION"],
         crictl=values["CRICTL_VERSION"],
+        prometheus=values["PROMETHEUS_MODULE_VERSION"],
     )
 
 
@@ -70,6 +72,7 @@ class Binaries:
     kubelet: Path
     kube_proxy: Path
     crictl: Path
+    prometheus: Path
 
     @classmethod
     def for_versions(cls, versions: Versions, root: Path | None = None) -> Binaries:
@@ -89,6 +92,7 @@ class Binaries:
             kubelet=bin_dir / f"kubernetes-node-{versions.kubernetes}" / "kubelet",
             kube_proxy=bin_dir / f"kubernetes-node-{versions.kubernetes}" / "kube-proxy",
             crictl=bin_dir / f"crictl-{versions.crictl}" / "crictl",
+            prometheus=bin_dir / f"prometheus-{versions.prometheus}" / "prometheus",
         )
 
     def path_dirs(self) -> list[Path]:
