@@ -1,0 +1,278 @@
+"""Closing the loop on the real node: load from a client pod raises the real Deployment from
+1 to 2 replicas, the second pod becomes Ready and serves, the budget keeps a third from
+starting, and after the load the count comes back down.
+
+Prometheus (built from its Go module: Debian's has no Kubernetes service discovery) runs on
+the host at the host end of the node's link, finds the pods with kubernetes_sd_configs
+against the test bed's apiserver, and the operator, a pod installed by Helm, reads it.
+Times in the printed report come from the objects themselves (the decision's own time, the
+pod's Ready transition), never from a sleep; nothing here asserts a duration.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tenfold_tools.testbed import Kubectl, Testbed
+from tenfold_tools.testbed.node import NodeNetwork
+from tenfold_tools.testbed.realnode import NODE_SLOT
+from tenfold_tools.testbed.workloads import (
+    SLEEPER,
+    install_operator,
+    python_pod,
+    uninstall_operator,
+)
+from tests.cluster_fixtures import create_namespace
+from tests.conftest import load_example
+from tests.e2e.prometheus_support import PrometheusProcess, start_prometheus_with
+from tests.integration.operator_support import get_json, wait_for, wait_ready
+from tests.node.test_node_basics import wait_pod_ready
+
+NAME = "minilm"
+# 0.036 USD/h a replica of examples/minilm-local.yaml at the catalog's CPU prices: 0.08
+# pays for two replicas and not for a third.
+BUDGET_PER_HOUR = 0.08
+# Low on purpose: a few concurrent clients ask for more than two replicas' worth.
+REQUESTS_PER_REPLICA = 20
+LOAD_CONCURRENCY = 4
+LOAD_SECONDS = 150
+SCALE_DOWN_STABILIZATION = 30
+SCRAPE = "2s"
+
+# Closed-loop load against Triton through the Service (no cache in the way): prints one
+# JSON line with the requests that succeeded and failed, and p95 latency per 10 s window.
+# Each client opens a new connection every 20 requests, as a crowd of short-lived clients
+# would: kube-proxy spreads connections, so one long-lived connection never reaches a new
+# replica.
+LOAD = """
+import json, sys, threading, time
+import numpy as np
+import tritonclient.http as httpclient
+host, model, seconds, concurrency = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+RECONNECT_EVERY = 20
+start = time.monotonic(); ok = []; failed = [0]; lock = threading.Lock()
+def connect():
+    return httpclient.InferenceServerClient(
+        f"{host}:8000", connection_timeout=10, network_timeout=10)
+def client(i):
+    http = connect(); n = 0
+    while time.monotonic() - start < seconds:
+        n += 1
+        if n % RECONNECT_EVERY == 0:  # kube-proxy balances connections, not requests
+            http.close(); http = connect()
+        text = np.array([[f"load {i} {n} on the real node".encode()]], dtype=object)
+        tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES"); tensor.set_data_from_numpy(text)
+        sent = time.monotonic()
+        try:
+            http.infer(model, [tensor])
+            with lock: ok.append((sent - start, time.monotonic() - sent))
+        except Exception:
+            with lock: failed[0] += 1
+threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+[t.start() for t in threads]; [t.join() for t in threads]
+windows = {}
+for at, latency in ok: windows.setdefault(int(at // 10), []).append(latency)
+p95 = {w * 10: sorted(v)[int(0.95 * (len(v) - 1))] * 1000 for w, v in sorted(windows.items())}
+print(json.dumps({"ok": len(ok), "failed": failed[0], "p95_ms_by_window": p95}))
+"""
+
+
+def prometheus_binary() -> Path:
+    """The Prometheus hack/testbed/build.sh built with Kubernetes service discovery."""
+    from tenfold_tools.testbed import load_versions
+    from tenfold_tools.testbed.layout import Binaries
+
+    return Binaries.for_versions(load_versions()).prometheus
+
+
+def pod_discovery_config(testbed: Testbed, namespace: str) -> dict[str, Any]:
+    """Find pods through the apiserver (role pod) and scrape each port named `metrics` of
+    pods annotated prometheus.io/scrape=true, labelled as a ServiceMonitor would label them:
+    namespace, and service (the InferenceService, from app.kubernetes.io/instance)."""
+    pki = testbed.state.pki
+    meta = "__meta_kubernetes_pod_"
+    return {
+        "global": {"scrape_interval": SCRAPE, "evaluation_interval": SCRAPE},
+        "scrape_configs": [{
+            "job_name": "kubernetes-pods",
+            "kubernetes_sd_configs": [{
+                "role": "pod",
+                "api_server": testbed.server,
+                "tls_config": {"ca_file": str(pki / "ca.crt"), "cert_file": str(pki / "admin.crt"),
+                               "key_file": str(pki / "admin.key")},
+                "namespaces": {"names": [namespace]},
+            }],
+            "relabel_configs": [
+                {"source_labels": [f"{meta}annotation_prometheus_io_scrape"], "regex": "true",
+                 "action": "keep"},
+                {"source_labels": [f"{meta}container_port_name"], "regex": "metrics",
+                 "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": [f"{meta}label_app_kubernetes_io_instance"],
+                 "target_label": "service"},
+                {"source_labels": [f"{meta}name"], "target_label": "pod"},
+            ],
+        }],
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scaled_namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A restricted namespace for this module's service."""
+    name = create_namespace(kubectl, "autoscale", "restricted")
+    yield name
+    kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False,
+            timeout=150)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    testbed: Testbed, scaled_namespace: str, tmp_path_factory
+) -> Iterator[PrometheusProcess]:
+    """Prometheus on the host end of the node's link, so the operator's pod reaches it."""
+    workdir = tmp_path_factory.mktemp("prometheus")
+    process = start_prometheus_with(
+        workdir,
+        pod_discovery_config(testbed, scaled_namespace),
+        binary=str(prometheus_binary()),
+        listen_host=NodeNetwork(NODE_SLOT).host_ip,
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def service(
+    testbed: Testbed, kubectl: Kubectl, images: dict[str, str], scaled_namespace: str, prometheus
+) -> Iterator[dict]:
+    """The operator reading that Prometheus every 2 s, and the example under a tight budget."""
+    install_operator(testbed, images, f"--set=operator.prometheusUrl={prometheus.url}",
+                     "--set=operator.tickSeconds=2")  # fmt: skip
+    document = load_example("minilm-local.yaml")
+    document["spec"]["autoscaling"] = {
+        "minReplicas": 1,
+        "maxReplicas": 3,
+        "requestsPerReplica": REQUESTS_PER_REPLICA,
+        "scaleUpStabilizationSeconds": 0,
+        "scaleDownStabilizationSeconds": SCALE_DOWN_STABILIZATION,
+    }
+    document["spec"]["budget"] = {"maxCostPerHour": BUDGET_PER_HOUR}
+    try:
+        kubectl("apply", "-n", scaled_namespace, "-f", "-", input=json.dumps(document))
+        yield wait_ready(kubectl, scaled_namespace, NAME, timeout=900)
+    finally:
+        uninstall_operator(testbed)
+
+
+def pod_inferences(pod_ip: str) -> float:
+    """Triton's successful inference count, read from the pod's metrics port (host route)."""
+    with urllib.request.urlopen(f"http://{pod_ip}:8002/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counts = re.findall(r"^nv_inference_request_success\{[^}]*\} (\S+)$", text, re.M)
+    return sum(float(c) for c in counts)
+
+
+def ready_pods(kubectl: Kubectl, namespace: str) -> list[dict]:
+    """The service's pods whose Ready condition is True."""
+    pods = get_json(kubectl, namespace, "pods", "-l", f"app.kubernetes.io/instance={NAME}")
+    return [
+        p for p in pods["items"]
+        if any(c["type"] == "Ready" and c["status"] == "True"
+               for c in p["status"].get("conditions", []))
+    ]  # fmt: skip
+
+
+def ready_since(pod: dict) -> str:
+    """When the pod's Ready condition last turned True (the kubelet's own time)."""
+    (ready,) = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+    return str(ready["lastTransitionTime"])
+
+
+def test_load_scales_the_real_deployment_within_the_budget_and_back(
+    testbed: Testbed, scaled_namespace: str, service: dict, images: dict[str, str], prometheus
+) -> None:
+    kubectl, namespace = testbed.kubectl, scaled_namespace
+    wait_for(prometheus.targets_up, "Prometheus to discover the pod", 60)
+    client = python_pod("load", images["operator"], SLEEPER)
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(client))
+    wait_pod_ready(kubectl, namespace, "load")
+    (first,) = ready_pods(kubectl, namespace)
+    host = f"{NAME}.{namespace}.svc.cluster.local"
+    kubectl_cmd = [str(testbed.binaries.kubectl), f"--kubeconfig={testbed.kubeconfig}"]
+    load_started = time.time()
+    load = subprocess.Popen(
+        [*kubectl_cmd, "exec", "-n", namespace, "load", "--", "python3", "-c", LOAD,
+         host, NAME, str(LOAD_SECONDS), str(LOAD_CONCURRENCY)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    most_replicas = 1
+    try:
+
+        def scaled_to_two() -> dict | None:
+            nonlocal most_replicas
+            deployment = get_json(kubectl, namespace, "deployment", NAME)
+            most_replicas = max(most_replicas, int(deployment["spec"]["replicas"]))
+            decision = (
+                get_json(kubectl, namespace, "inferenceservice", NAME)["status"].get("lastDecision")
+                or {}
+            )
+            return decision if decision.get("toReplicas") == 2 else None
+
+        decision = wait_for(scaled_to_two, "the autoscaler to decide 2 replicas", 240)
+
+        def two_ready() -> list[dict] | None:
+            nonlocal most_replicas
+            deployment = get_json(kubectl, namespace, "deployment", NAME)
+            most_replicas = max(most_replicas, int(deployment["spec"]["replicas"]))
+            pods = ready_pods(kubectl, namespace)
+            return pods if len(pods) == 2 else None
+
+        pods = wait_for(two_ready, "the second pod to be Ready", 600)
+        second = next(p for p in pods if p["metadata"]["name"] != first["metadata"]["name"])
+        before = {p["metadata"]["name"]: pod_inferences(p["status"]["podIP"]) for p in pods}
+        wait_for(
+            lambda: all(
+                pod_inferences(p["status"]["podIP"]) > before[p["metadata"]["name"]] for p in pods
+            ),  # fmt: skip
+            "both pods to serve requests",
+            60,
+        )
+        status = get_json(kubectl, namespace, "inferenceservice", NAME)["status"]
+        limited = [c for c in status["conditions"] if c["type"] == "BudgetLimited"]
+        assert limited and limited[0]["status"] == "True", status["conditions"]
+        assert status["lastDecision"]["wantedReplicas"] > 2  # demand asked for more
+    finally:
+        out, err = load.communicate(timeout=LOAD_SECONDS + 120)
+    result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    assert result, err
+    assert result["failed"] == 0
+    # The budget held in every state: the Deployment never asked for a third replica.
+    assert most_replicas == 2
+
+    def back_to_one() -> dict | None:
+        deployment = get_json(kubectl, namespace, "deployment", NAME)
+        return deployment if int(deployment["spec"]["replicas"]) == 1 else None
+
+    wait_for(back_to_one, "the scale-down after the load", 600)
+    scaled_down = get_json(kubectl, namespace, "inferenceservice", NAME)["status"]["lastDecision"]
+    report = {
+        "load_started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(load_started)),
+        "scale_up_decided": decision["time"],
+        "second_pod_ready": ready_since(second),
+        "scale_down_decided": scaled_down["time"],
+        "requests_ok": result["ok"],
+        "requests_failed": result["failed"],
+        "p95_ms_by_10s_window": result["p95_ms_by_window"],
+    }
+    print("autoscale on the real node:", json.dumps(report, indent=2))
+    Path("results").mkdir(exist_ok=True)
+    Path("results/node-autoscale.json").write_text(json.dumps(report, indent=2) + "\n")
