@@ -11,7 +11,9 @@ these, which then use that layer's test bed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -29,6 +31,17 @@ NAMESPACE_READY_TIMEOUT = 60.0
 # (the real node), so a later session can tell a dead session's leftovers from a live one.
 SESSION_PREFIX = "pytest-"
 SESSION_BED = re.compile(rf"{SESSION_PREFIX}(?:node-)?(\d+)")
+
+
+@contextlib.contextmanager
+def exported(bed: Testbed) -> Iterator[Testbed]:
+    """The test bed's KUBECONFIG and PATH in the environment for the body, checked first to
+    be the test bed's own kubeconfig."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in bed.env().items():
+            patch.setenv(key, value)
+        assert_is_testbed(bed, os.environ["KUBECONFIG"])
+        yield bed
 
 
 def stop_orphaned_session_beds() -> None:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tenfold_tools.testbed import Testbed, assert_is_testbed, is_up, load, up
+from tenfold_tools.testbed import Testbed, is_up, load, up
 from tenfold_tools.testbed import down as testbed_down
 from tests.cluster_fixtures import (
     SESSION_PREFIX,
+    exported,
     k8s_api,
     kubectl,
     make_namespace,
@@ -55,10 +56,7 @@ def testbed() -> Iterator[Testbed]:
     stop_orphaned_session_beds()
     bed = load(name) if reuse and is_up(name) else up(name, real_node=False)
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in bed.env().items():
-                patch.setenv(key, value)
-            assert_is_testbed(bed, os.environ["KUBECONFIG"])
+        with exported(bed):
             yield bed
     finally:
         if not reuse:

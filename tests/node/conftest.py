@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tenfold_tools.testbed import Testbed, assert_is_testbed, up
+from tenfold_tools.testbed import Testbed, up
 from tenfold_tools.testbed import down as testbed_down
 from tenfold_tools.testbed.realnode import ensure_images
 from tenfold_tools.testbed.workloads import image_by_name
 from tests.cluster_fixtures import (
     SESSION_PREFIX,
+    exported,
     k8s_api,
     kubectl,
     make_namespace,
@@ -66,10 +67,7 @@ def testbed() -> Iterator[Testbed]:
     HOST_STATE_AT_START.update(host_network_state())
     bed = up(name, real_node=True)
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in bed.env().items():
-                patch.setenv(key, value)
-            assert_is_testbed(bed, os.environ["KUBECONFIG"])
+        with exported(bed):
             yield bed
     finally:
         testbed_down(name)
