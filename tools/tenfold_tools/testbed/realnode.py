@@ -386,13 +386,6 @@ def ctr(dirs: NodeDirs, *args: str, check: bool = True) -> subprocess.CompletedP
     return _run("ctr", f"--address={dirs.socket}", "--namespace=k8s.io", *args, check=check)
 
 
-def crictl(dirs: NodeDirs, binaries: Binaries, *args: str, check: bool = True):
-    """Run crictl against the node's CRI socket."""
-    endpoint = f"unix://{dirs.socket}"
-    return _run(str(binaries.crictl), f"--runtime-endpoint={endpoint}",
-                f"--image-endpoint={endpoint}", "--timeout=60s", *args, check=check)  # fmt: skip
-
-
 def wait_containerd(dirs: NodeDirs, pid: int, timeout: float = 60.0) -> None:
     """Wait until containerd answers on its socket."""
 
