@@ -39,6 +39,7 @@ MANIFEST = {
     "precision_served": "fp32",
     "runtime_version": "0.1.0",
 }
+SERVICE = keys.ServiceRef("team-a", MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,12 @@ class Stack:
         path.write_text(json.dumps({**MANIFEST, **changes}))
         return path
 
-    def start_sidecar(self, manifest: Path, backend: CacheMode = CacheMode.REDIS) -> Sidecar:
+    def start_sidecar(
+        self,
+        manifest: Path,
+        backend: CacheMode = CacheMode.REDIS,
+        service: keys.ServiceRef = SERVICE,
+    ) -> Sidecar:
         port, metrics_port = free_port(), free_port()
         settings = SidecarSettings(
             listen=f"127.0.0.1:{port}",
@@ -101,6 +107,8 @@ class Stack:
             max_bytes=64 << 20,
             manifest=str(manifest),
             redis_timeout_ms=50,
+            service_namespace=service.namespace,
+            service_name=service.name,
         )
         log = self.tmp_path / f"sidecar-{len(self.sidecars)}.log"
         proc = processes.start_sidecar(settings.to_args(), log, port)
@@ -246,8 +254,8 @@ async def test_new_digest_or_precision_never_hits_old_entries(stack, change):
     assert status == 200
     assert new.metric("tenfold_cache_hits_total", path="item") == 0
     assert new.metric("tenfold_cache_misses_total", path="item") == 1
-    # The new sidecar dropped the old build's namespace from Redis.
-    old_space = keys.namespace(read_manifest(old_manifest))
+    # The new sidecar dropped the old build's entries from Redis.
+    old_space = keys.space(SERVICE, read_manifest(old_manifest))
     client = redis.Redis(port=stack.redis_port)
     try:
 
@@ -257,6 +265,47 @@ async def test_new_digest_or_precision_never_hits_old_entries(stack, change):
         await wait_for(old_keys_gone)
     finally:
         client.close()
+
+
+def redis_keys(port: int, prefix: str) -> list[bytes]:
+    """Every key under `prefix` in the Redis on `port`."""
+    client = redis.Redis(port=port)
+    try:
+        return list(client.scan_iter(match=keys.family_pattern(prefix)))
+    finally:
+        client.close()
+
+
+async def test_services_in_two_namespaces_neither_read_nor_wipe_each_other(stack):
+    """Two teams serve a model of the same name from one Redis: team B's sidecars, on the
+    very same build and on a new one, neither hit team A's entries nor delete them."""
+    stack.start_redis()
+    team_a, team_b = SERVICE, keys.ServiceRef("team-b", MODEL)
+    same_build = stack.write_manifest()
+    body = embedding_request(["shared text"])
+    async with aiohttp.ClientSession() as session:
+        a = stack.start_sidecar(same_build, service=team_a)
+        await post(session, a.url, body)
+        await wait_for(lambda: a.metric("tenfold_cache_stored_bytes_total") > 0)
+        a_keys = redis_keys(stack.redis_port, keys.family(team_a))
+        assert a_keys
+        # Team B, same build: its own miss, not team A's entry.
+        b = stack.start_sidecar(same_build, service=team_b)
+        status, _, _ = await post(session, b.url, body)
+        assert status == 200
+        assert b.metric("tenfold_cache_hits_total", path="item") == 0
+        assert b.metric("tenfold_cache_misses_total", path="item") == 1
+        await wait_for(lambda: b.metric("tenfold_cache_stored_bytes_total") > 0)
+        b.proc.stop()
+        # Team B rolls out a new build: its start-up clean-up drops its own older build ...
+        b_new = stack.start_sidecar(stack.write_manifest(source_digest="sha256:b"), service=team_b)
+        b_old_space = keys.space(team_b, read_manifest(same_build))
+        await wait_for(lambda: not redis_keys(stack.redis_port, b_old_space))
+        await post(session, b_new.url, body)
+        # ... and leaves every one of team A's, which team A still hits.
+        assert set(a_keys) <= set(redis_keys(stack.redis_port, keys.family(team_a)))
+        await post(session, a.url, body)
+    assert a.metric("tenfold_cache_hits_total", path="item") == 1
 
 
 async def test_concurrent_identical_misses_reach_triton_once(stack):

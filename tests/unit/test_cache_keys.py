@@ -1,6 +1,7 @@
 """Cache keys: the same logical request gives the same key, any answer-changing part a new one."""
 
 import json
+from fnmatch import fnmatchcase
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +11,8 @@ from tenfold_runtime.cache import batch, keys
 from tenfold_runtime.cache.manifest import ModelIdentity
 
 IDENTITY = ModelIdentity("embed", "sha256:aa", "1", "fp16", "0.1.0")
-SPACE = keys.namespace(IDENTITY)
+SERVICE = keys.ServiceRef("team-a", "embed")
+SPACE = keys.space(SERVICE, IDENTITY)
 
 
 def request(data=None, outputs=None, parameters=None, **extra) -> dict:
@@ -72,11 +74,51 @@ def test_answer_changing_parts_change_the_key(changed):
         ("spec_digest", "sha256:ss"),
     ],
 )
-def test_model_identity_changes_the_namespace(field, value):
+def test_model_identity_changes_the_space(field, value):
     other = ModelIdentity(**{**IDENTITY.__dict__, field: value})
-    assert keys.namespace(other) != SPACE
-    assert keys.namespace(other).startswith(keys.family("embed"))
-    assert key_of(request(), keys.namespace(other)) != key_of(request())
+    assert keys.space(SERVICE, other) != SPACE
+    assert keys.space(SERVICE, other).startswith(keys.family(SERVICE))
+    assert key_of(request(), keys.space(SERVICE, other)) != key_of(request())
+
+
+def test_key_names_namespace_service_model_and_build():
+    assert SPACE.startswith("tenfold:cache:team-a/embed:embed:")
+    assert key_of(request()).startswith(SPACE + "r:")
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        keys.ServiceRef("team-b", "embed"),  # another team's service of the same name
+        keys.ServiceRef("team-a", "embed-2"),  # a longer name in the same namespace
+        keys.ServiceRef("team", "a-embed"),  # the same characters, split elsewhere
+    ],
+)
+def test_the_same_build_in_another_service_gets_other_keys(other):
+    """Two services serving the very same model build share no key."""
+    assert keys.space(other, IDENTITY) != SPACE
+    assert key_of(request(), keys.space(other, IDENTITY)) != key_of(request())
+    assert not keys.space(other, IDENTITY).startswith(keys.family(SERVICE))
+    assert not SPACE.startswith(keys.family(other))
+
+
+def test_clean_up_pattern_matches_only_the_services_own_builds():
+    """The MATCH pattern a sidecar scans with at start (then it keeps its own space).
+
+    Kubernetes names hold no glob character or backslash, so fnmatch reads this pattern
+    as Redis does; the e2e test runs the same clean-up against a real Redis.
+    """
+    pattern = keys.family_pattern(keys.family(SERVICE))
+    old_build = ModelIdentity("embed", "sha256:00", "1", "fp32", "0.0.9")
+    renamed_model = ModelIdentity("minilm", "sha256:aa", "1", "fp16", "0.1.0")
+    own = [key_of(request(), keys.space(SERVICE, i)) for i in (IDENTITY, old_build, renamed_model)]
+    others = [
+        key_of(request(), keys.space(keys.ServiceRef(ns, name), IDENTITY))
+        for ns, name in (("team-b", "embed"), ("team-a", "embed-2"), ("team-a", "other"))
+    ]
+    legacy = "tenfold:cache:embed:0123456789abcdef01234567:r:" + "0" * 64  # before services
+    assert all(fnmatchcase(key, pattern) for key in own)
+    assert not any(fnmatchcase(key, pattern) for key in [*others, legacy])
 
 
 def test_accept_encoding_and_url_version_change_the_key():

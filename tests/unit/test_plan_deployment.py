@@ -210,6 +210,9 @@ def test_memory_sidecar() -> None:
     assert "--backend=memory" in args
     assert "--ttl-seconds=60" in args
     assert "--manifest=/models/minilm/tenfold-manifest.json" in args
+    # The cache keys name the service: another namespace's `embed` gets other keys.
+    assert "--service-namespace=ns" in args
+    assert "--service-name=embed" in args
     assert not any(a.startswith("--redis-url") for a in args)
     ports = {p["name"]: p["containerPort"] for p in cache["ports"]}
     assert ports == {"cache-http": 8080, "cache-metrics": 9090}

@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tenfold.api.enums import CacheMode
 
+# A Kubernetes object name (DNS subdomain): never `/`, `:` or a glob character, which keeps
+# the cache key families of two services apart (see tenfold_runtime.cache.keys).
+KUBERNETES_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+
 
 class SidecarSettings(BaseModel):
     """Settings of one cache sidecar process."""
@@ -22,6 +26,12 @@ class SidecarSettings(BaseModel):
     ttl_seconds: int = 3600
     max_bytes: int = 256 * 1024 * 1024
     manifest: str = Field(description="Path of the prepare manifest (digest, precision).")
+    service_namespace: str = Field(
+        pattern=KUBERNETES_NAME, description="Namespace of the InferenceService; in every key."
+    )
+    service_name: str = Field(
+        pattern=KUBERNETES_NAME, description="Name of the InferenceService; in every key."
+    )
     redis_timeout_ms: int = Field(50, description="Bound on each Redis call; fail open after.")
 
     def to_args(self) -> list[str]:
@@ -34,6 +44,8 @@ class SidecarSettings(BaseModel):
             f"--ttl-seconds={self.ttl_seconds}",
             f"--max-bytes={self.max_bytes}",
             f"--manifest={self.manifest}",
+            f"--service-namespace={self.service_namespace}",
+            f"--service-name={self.service_name}",
             f"--redis-timeout-ms={self.redis_timeout_ms}",
         ]
         if self.redis_url:

@@ -81,8 +81,12 @@ def triton_command(spec: InferenceServiceSpec) -> list[str]:
     return [*command, *spec.runtime.extra_args]
 
 
-def sidecar_settings(name: str, spec: InferenceServiceSpec) -> SidecarSettings:
-    """Settings of the cache sidecar; meaningful only when cache.mode is not none."""
+def sidecar_settings(name: str, namespace: str, spec: InferenceServiceSpec) -> SidecarSettings:
+    """Settings of the cache sidecar; meaningful only when cache.mode is not none.
+
+    The service's namespace and name go into every cache key, so services sharing one
+    Redis neither read nor clean up each other's entries.
+    """
     backend = CacheMode.MEMORY if spec.cache.mode is CacheMode.NONE else spec.cache.mode
     return SidecarSettings(
         listen=f"0.0.0.0:{CACHE_HTTP_PORT}",
@@ -93,6 +97,8 @@ def sidecar_settings(name: str, spec: InferenceServiceSpec) -> SidecarSettings:
         ttl_seconds=spec.cache.ttl_seconds,
         max_bytes=spec.cache.max_bytes,
         manifest=f"{MODEL_REPOSITORY_PATH}/{spec.model.name}/{PREPARE_MANIFEST_FILE}",
+        service_namespace=namespace,
+        service_name=name,
     )
 
 
@@ -133,7 +139,11 @@ def build_deployment(
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": annotations},
                 "spec": build_pod_spec(
-                    name, spec, catalog or load_catalog(), runtime_image(spec, default_image)
+                    name,
+                    namespace,
+                    spec,
+                    catalog or load_catalog(),
+                    runtime_image(spec, default_image),
                 ),
             },
         },
@@ -141,12 +151,12 @@ def build_deployment(
 
 
 def build_pod_spec(
-    name: str, spec: InferenceServiceSpec, catalog: GpuCatalog, image: str
+    name: str, namespace: str, spec: InferenceServiceSpec, catalog: GpuCatalog, image: str
 ) -> dict[str, Any]:
     """The pod: init `prepare`, `triton`, optional `cache`, placement and security."""
     containers = [_triton_container(spec, image)]
     if spec.cache.mode is not CacheMode.NONE:
-        containers.append(_cache_container(name, spec, image))
+        containers.append(_cache_container(name, namespace, spec, image))
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         # Service env vars are unused and grow with every Service in the namespace.
@@ -297,8 +307,10 @@ def _triton_container(spec: InferenceServiceSpec, image: str) -> dict[str, Any]:
     }
 
 
-def _cache_container(name: str, spec: InferenceServiceSpec, image: str) -> dict[str, Any]:
-    settings = sidecar_settings(name, spec)
+def _cache_container(
+    name: str, namespace: str, spec: InferenceServiceSpec, image: str
+) -> dict[str, Any]:
+    settings = sidecar_settings(name, namespace, spec)
     held = spec.cache.max_bytes if spec.cache.mode is CacheMode.MEMORY else 0
     memory = f"{(held + _SIDECAR_OVERHEAD_BYTES + _MI - 1) // _MI}Mi"
     return {

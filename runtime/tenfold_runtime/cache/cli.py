@@ -11,13 +11,14 @@ from pydantic import ValidationError
 
 from tenfold.api.enums import CacheMode
 from tenfold.api.sidecar import SidecarSettings
+from tenfold_runtime.cache.keys import ServiceRef
 from tenfold_runtime.cache.manifest import ManifestError, ModelIdentity, read_manifest
 from tenfold_runtime.cache.metrics import CacheMetrics
 from tenfold_runtime.cache.proxy import (
     Sidecar,
     build_metrics_app,
     build_proxy_app,
-    drop_old_namespaces,
+    drop_old_builds,
 )
 from tenfold_runtime.cache.store import Backend, GuardedCache, MemoryBackend, RedisBackend
 
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ttl-seconds", type=int, default=FIELDS["ttl_seconds"].default)
     parser.add_argument("--max-bytes", type=int, default=FIELDS["max_bytes"].default)
     parser.add_argument("--manifest", required=True)
+    parser.add_argument("--service-namespace", required=True)
+    parser.add_argument("--service-name", required=True)
     parser.add_argument("--redis-timeout-ms", type=int, default=FIELDS["redis_timeout_ms"].default)
     return parser
 
@@ -77,10 +80,11 @@ def build_backend(settings: SidecarSettings) -> Backend:
 
 
 def build_sidecar(settings: SidecarSettings, identity: ModelIdentity) -> Sidecar:
-    """A sidecar for one model build."""
+    """A sidecar for one model build of one InferenceService."""
     metrics = CacheMetrics()
     cache = GuardedCache(build_backend(settings), settings.redis_timeout_ms / 1000, metrics)
-    return Sidecar(identity, settings.upstream.rstrip("/"), cache, metrics)
+    service = ServiceRef(settings.service_namespace, settings.service_name)
+    return Sidecar(service, identity, settings.upstream.rstrip("/"), cache, metrics)
 
 
 async def serve(settings: SidecarSettings, identity: ModelIdentity) -> None:
@@ -95,9 +99,9 @@ async def serve(settings: SidecarSettings, identity: ModelIdentity) -> None:
     for runner, address in zip(runners, (settings.listen, settings.metrics_listen), strict=True):
         await runner.setup()
         await web.TCPSite(runner, *split_hostport(address)).start()
-    cleanup = asyncio.create_task(drop_old_namespaces(sidecar))
+    cleanup = asyncio.create_task(drop_old_builds(sidecar))
     log.info(
-        "cache sidecar on %s -> %s, backend %s, namespace %s",
+        "cache sidecar on %s -> %s, backend %s, keys under %s",
         settings.listen, settings.upstream, settings.backend.value, sidecar.space,
     )  # fmt: skip
     stop = asyncio.Event()

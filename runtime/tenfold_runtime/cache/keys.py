@@ -1,16 +1,23 @@
 """Cache keys: every part of a KServe v2 request that can change Triton's answer.
 
-A key is `<namespace><kind>:<sha256>`. The namespace hashes the model identity (digest,
-version, served precision, runtime version), so a rollout starts from an empty namespace
-and can never read an older model's entries; the hash covers the request itself, made
-canonical so that spelling differences (key order, nested vs flat data, 1 vs 1.0 for a
-float tensor) map to the same key: inputs are hashed as the tensor bytes Triton would
-see, not as JSON text.
+A key is `tenfold:cache:<namespace>/<service>:<model>:<build>:<kind>:<sha256>`:
+
+- `<namespace>/<service>` is the Kubernetes namespace and name of the InferenceService
+  whose sidecar wrote it (its `family`): two teams serving a model of the same name on one
+  Redis never read each other's entries, and a sidecar's clean-up of older builds matches
+  only its own family. Neither part can hold `/`, `:` or a glob character (both are
+  Kubernetes names), so one family is never a prefix of another.
+- `<build>` hashes the model identity (digest, version, served precision, runtime
+  version), so a rollout starts from an empty space and can never read an older model's
+  entries.
+- the last hash covers the request itself, made canonical so that spelling differences
+  (key order, nested vs flat data, 1 vs 1.0 for a float tensor) map to the same key:
+  inputs are hashed as the tensor bytes Triton would see, not as JSON text.
 """
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -41,14 +48,36 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
-def family(model_name: str) -> str:
-    """The prefix shared by every namespace of one model name (old rollouts included)."""
-    return f"{KEY_ROOT}{model_name}:"
+@dataclass(frozen=True)
+class ServiceRef:
+    """The InferenceService a sidecar caches for: the tenant part of every key.
+
+    The uid is left out on purpose: a service deleted and created again under the same
+    name in the same namespace is the same tenant, and the build hash already keeps it from
+    reading answers of any other model build; entries of an identical build are still
+    right answers. With the uid in the key a re-created service would start cold and leave
+    its predecessor's entries behind until their TTL, for no gain in correctness.
+    """
+
+    namespace: str
+    name: str
 
 
-def namespace(identity: ModelIdentity) -> str:
-    """The key prefix of one exact model build: a new digest or precision gets a new one."""
-    return f"{family(identity.model_name)}{sha256_hex(canonical_json(asdict(identity)))[:24]}:"
+def family(service: ServiceRef) -> str:
+    """The prefix of every key one InferenceService writes, whatever model build wrote it."""
+    return f"{KEY_ROOT}{service.namespace}/{service.name}:"
+
+
+def family_pattern(prefix: str) -> str:
+    """The Redis MATCH pattern of every key under `prefix` (e.g. a `family`)."""
+    return glob_escape(prefix) + "*"
+
+
+def space(service: ServiceRef, identity: ModelIdentity) -> str:
+    """The key prefix of one exact model build of one service: a new digest or precision
+    gets a new one, and so does the same build served by another service."""
+    build = sha256_hex(canonical_json(asdict(identity)))[:24]
+    return f"{family(service)}{identity.model_name}:{build}:"
 
 
 def flatten(data: object) -> list:

@@ -70,18 +70,19 @@ def forwardable(headers) -> dict[str, str]:
 
 @dataclass
 class Sidecar:
-    """One sidecar: the model it caches for, its cache, and its way to Triton."""
+    """One sidecar: the service and model it caches for, its cache, and its way to Triton."""
 
+    service: keys.ServiceRef
     identity: ModelIdentity
     upstream_url: str
     cache: GuardedCache
     metrics: CacheMetrics
     session: ClientSession | None = None
     flight: SingleFlight = field(default_factory=SingleFlight)
-    space: str = field(init=False)  # this model build's key namespace
+    space: str = field(init=False)  # the key prefix of this service's model build
 
     def __post_init__(self) -> None:
-        self.space = keys.namespace(self.identity)
+        self.space = keys.space(self.service, self.identity)
 
     async def start(self) -> None:
         """Open the connection pool to Triton.
@@ -290,16 +291,20 @@ def build_metrics_app(sidecar: Sidecar) -> web.Application:
     return app
 
 
-async def drop_old_namespaces(sidecar: Sidecar, limit: int = 1_000_000) -> None:
-    """Delete entries of this model's older builds (bounded); TTL covers what is left."""
-    family = keys.family(sidecar.identity.model_name)
+async def drop_old_builds(sidecar: Sidecar, limit: int = 1_000_000) -> None:
+    """Delete entries of this service's older builds (bounded); TTL covers what is left.
+
+    Only the service's own family is scanned: other services' entries, in this namespace or
+    another, are never touched, whatever model they serve.
+    """
+    family = keys.family(sidecar.service)
     try:
         dropped = await asyncio.wait_for(
             sidecar.cache.backend.drop_family(family, sidecar.space, limit), 60
         )
     except Exception as exc:  # a failed cleanup only leaves entries to their TTL
         sidecar.metrics.backend_errors.labels("drop").inc()
-        log.warning("could not drop old cache namespaces: %r", exc)
+        log.warning("could not drop older builds' cache entries: %r", exc)
         return
     if dropped:
         log.info("dropped %d entries of older model builds", dropped)

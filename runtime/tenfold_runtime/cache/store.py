@@ -12,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tenfold_runtime.cache.breaker import CircuitBreaker
-from tenfold_runtime.cache.keys import glob_escape
+from tenfold_runtime.cache.keys import family_pattern
 from tenfold_runtime.cache.metrics import CacheMetrics
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class Backend(Protocol):
         """Store `items` with the backend's TTL."""
 
     async def drop_family(self, family: str, keep: str, limit: int) -> int:
-        """Delete up to `limit` keys under `family` outside namespace `keep`; the count."""
+        """Delete up to `limit` keys under prefix `family` outside prefix `keep`; the count."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -126,10 +126,10 @@ class RedisBackend:
         await pipe.execute()
 
     async def drop_family(self, family: str, keep: str, limit: int) -> int:
-        """SCAN the model's key family and UNLINK keys of other namespaces, at most `limit`."""
+        """SCAN the key family and UNLINK keys outside `keep`, at most `limit`."""
         dropped = 0
         batch: list[bytes] = []
-        async for key in self._redis.scan_iter(match=glob_escape(family) + "*", count=1000):
+        async for key in self._redis.scan_iter(match=family_pattern(family), count=1000):
             if key.decode(errors="replace").startswith(keep):
                 continue
             batch.append(key)

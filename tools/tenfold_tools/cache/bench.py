@@ -196,6 +196,8 @@ class Bench:
             backend=CacheMode(self.args.backend),
             redis_url=f"redis://127.0.0.1:{self.redis_port}/0" if self.redis else None,
             manifest=str(manifest),
+            service_namespace="bench",
+            service_name=processes.STANDIN_MODEL,
         )
         log = self.workdir / f"sidecar-{self.runs}.log"
         self.sidecar = processes.start_sidecar(settings.to_args(), log, port)
