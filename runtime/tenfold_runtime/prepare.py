@@ -34,7 +34,7 @@ from google.protobuf import text_format
 from torch import nn
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
+from tenfold.api.enums import Backend, GuardMetric, Precision, Task
 from tenfold.api.prepare import (
     EXPORTED_BACKENDS,
     SEQUENCE_BUCKETS_PARAMETER,
@@ -42,6 +42,7 @@ from tenfold.api.prepare import (
     encoder_model_name,
     tokenizer_model_name,
 )
+from tenfold.api.serving import SERVING
 from tenfold.constants import PREPARE_MANIFEST_FILE
 from tenfold_runtime import builders, export, guard, quantize
 from tenfold_runtime.modeling import LoadedModel, embed, load_encoder
@@ -278,8 +279,6 @@ def run_guard(
     target: ExportTarget | None = None,
 ) -> GuardRun:
     """Walk the spec's ladder from its precision and return the first module that passes."""
-    if spec.guard.metric is not GuardMetric.COSINE and spec.task is Task.EMBEDDING:
-        raise PrepareError(f"metric {spec.guard.metric} does not apply to embeddings; use cosine")
     state = GuardWorkbench(
         loaded=loaded,
         texts=texts,
@@ -292,6 +291,20 @@ def run_guard(
     )
     order = guard.ladder(spec.precision, spec.guard.fallback)
     return GuardRun(decision=guard.walk_ladder(order, state.attempt), state=state)
+
+
+def check_servable(spec: PrepareSpec) -> None:
+    """Refuse a spec this runtime cannot serve, in admission's words.
+
+    The apiserver refuses such specs already (the same table feeds its CEL rules); this
+    catches a spec written by hand or by an operator older than the runtime.
+    """
+    refused = SERVING.refusals(
+        spec.task, spec.format, spec.backend, spec.guard.metric, gpu=spec.device != "cpu"
+    )
+    if refused:
+        reasons = "; ".join(f"spec{r.field_path}: {r.reason}" for r in refused)
+        raise PrepareError(f"this runtime cannot serve the spec: {reasons}")
 
 
 def existing_manifest(model_dir: Path, spec: PrepareSpec) -> dict[str, object] | None:
@@ -440,10 +453,7 @@ def prepare(
     """
     started_at = now()
     repository = Path(repository or spec.repository)
-    if spec.format is not ModelFormat.HUGGINGFACE or spec.task is not Task.EMBEDDING:
-        raise PrepareError(
-            f"this runtime prepares huggingface embedding models, not {spec.format} {spec.task}"
-        )
+    check_servable(spec)
     if not force and (manifest := existing_manifest(repository / spec.model_name, spec)):
         log.info("prepare: %s is already prepared for this spec; nothing to do", spec.model_name)
         return manifest

@@ -108,16 +108,6 @@ def test_gpu_only_backend_on_cpu():
 
 
 @pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
-@pytest.mark.parametrize(
-    "model", [{"format": "torchscript"}, {"format": "onnx"}, {"task": "classification"}]
-)
-def test_exported_backend_needs_a_model_tenfold_can_export(backend, model):
-    spec = {**BASE, "model": {**BASE["model"], **model}, "runtime": {"backend": backend}}
-    reason = field_errors(spec)["spec.runtime.backend"]
-    assert "huggingface" in reason and "embedding" in reason
-
-
-@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
 def test_exported_backend_with_a_huggingface_embedding_model(backend):
     parse_spec({**BASE, "runtime": {"backend": backend}})
 

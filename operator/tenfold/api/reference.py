@@ -12,7 +12,9 @@ from typing import Any
 
 from tenfold import constants
 from tenfold.api.crd import build_crd
+from tenfold.api.enums import Backend, ModelFormat, Task
 from tenfold.api.rules import cel_validations
+from tenfold.api.serving import DIMENSIONS, SERVING, ServingTable
 
 
 def _rows(schema: dict[str, Any], path: str) -> Iterator[tuple[str, str, str, str]]:
@@ -56,4 +58,48 @@ def render_reference() -> str:
         lines.append("")
     lines += ["## Cross-field rules (enforced by the apiserver and by `tenfold validate`)", ""]
     lines += [f"- `spec{v['fieldPath']}`: {v['message']}" for v in cel_validations()]
+    lines += ["", *render_serving_table(SERVING)]
     return "\n".join(lines) + "\n"
+
+
+def _cell(table: ServingTable, task: Task, format: ModelFormat, backend: Backend) -> str:
+    refusals = table.combination_refusals(task, format, backend)
+    if not refusals:
+        return "**served**"
+    fields = [r.rule.removesuffix("-served") for r in refusals]
+    return f"refused: {', '.join(fields)}"
+
+
+def render_serving_table(table: ServingTable) -> list[str]:
+    """The task × format × backend table: served, refused, and why (api/serving.py)."""
+    backends = list(Backend)
+    lines = [
+        "## What tenfold serves",
+        "",
+        "The apiserver (CEL), `tenfold validate`, the operator and `tenfold-runtime prepare` "
+        "all read one table (`operator/tenfold/api/serving.py`), so a spec is accepted only "
+        "when the runtime can serve it. A refused cell names the fields refused on; the "
+        "reasons follow the table.",
+        "",
+        "| task | format | " + " | ".join(backends) + " |",
+        "|---|---|" + "---|" * len(backends),
+    ]
+    lines += [
+        f"| {task} | {format} | "
+        + " | ".join(_cell(table, task, format, backend) for backend in backends)
+        + " |"
+        for task in Task
+        for format in ModelFormat
+    ]
+    lines += ["", "How each served combination is served:", ""]
+    lines += [f"- {p.task}, {p.format}, {p.backend}: {p.how}" for p in table.served]
+    lines += ["", "Why the rest are refused:", ""]
+    lines += [
+        f"- `spec{d.field_path}`: {message}"
+        for d in DIMENSIONS
+        for message in table.refused_messages(d).values()
+    ]
+    lines += ["", "The guard metric must fit the task (`spec.quantization.guard.metric`):", ""]
+    lines += [f"- {task}: {' or '.join(metrics)}" for task, metrics in table.guard_metrics.items()]
+    lines += ["", f"On `gpuType: cpu`: {table.gpu_message()} (`spec.runtime.backend`)."]
+    return lines

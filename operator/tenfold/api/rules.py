@@ -19,8 +19,15 @@ from typing import TYPE_CHECKING
 
 from tenfold.api.catalog import CPU, GIB, GpuCatalog, load_catalog
 from tenfold.api.cost import HOURS_PER_MONTH, replica_cost
-from tenfold.api.enums import Backend, ModelFormat, Task
-from tenfold.api.prepare import EXPORTED_BACKENDS
+from tenfold.api.enums import GuardMetric
+from tenfold.api.serving import (
+    BACKEND_FIELD,
+    DIMENSIONS,
+    METRIC_FIELD,
+    SERVING,
+    Refusal,
+    ServingTable,
+)
 
 if TYPE_CHECKING:
     from tenfold.api.spec import InferenceServiceSpec
@@ -108,12 +115,121 @@ def _budget_cel(catalog: GpuCatalog) -> str:
     return f"!({known}) || ({hourly} && {monthly})"
 
 
+def spec_refusals(spec: InferenceServiceSpec, table: ServingTable = SERVING) -> list[Refusal]:
+    """Every reason the runtime cannot serve the spec (the table's verdict on its choices)."""
+    return table.refusals(
+        spec.model.task,
+        spec.model.format,
+        spec.runtime.backend,
+        spec.quantization.guard.metric,
+        gpu=spec.hardware.gpu_type != CPU,
+    )
+
+
+def _refusal_rule(
+    table: ServingTable,
+    name: str,
+    field_path: str,
+    message: str,
+    cel: str,
+    expression: str | None,
+) -> Rule:
+    """A rule that holds when the table refuses nothing under `name`."""
+
+    def refused(spec: InferenceServiceSpec) -> list[Refusal]:
+        return [r for r in spec_refusals(spec, table) if r.rule == name]
+
+    return Rule(
+        name=name,
+        field_path=field_path,
+        message=message,
+        cel=cel,
+        holds=lambda s: not refused(s),
+        message_expression=expression,
+        detail=lambda s: "; ".join(r.reason for r in refused(s)) or message,
+    )
+
+
+def serving_rules(table: ServingTable) -> tuple[Rule, ...]:
+    """The serve-ability rules, generated from the table so that CEL and Python agree.
+
+    The CEL messageExpressions look the message up in maps the table's own wording fills, so
+    the apiserver's answer and `tenfold validate`'s are the same text.
+    """
+    model, backend = "self.model", "self.runtime.backend"
+    values = {"task": f"{model}.task", "format": f"{model}.format", "backend": backend}
+    rules = []
+    for dimension in DIMENSIONS:
+        served = table.served_values(dimension)
+        field = values[dimension.name]
+        rules.append(
+            _refusal_rule(
+                table,
+                f"{dimension.name}-served",
+                dimension.field_path,
+                f"tenfold serves {dimension.name} {' or '.join(served)} only",
+                f"{field} in {_cel_list(served)}",
+                f"{_cel_map(table.refused_messages(dimension))}[{field}]",
+            )
+        )
+    # Each value on its own is served, but maybe not together: a path per combination.
+    all_served = " && ".join(
+        f"{values[d.name]} in {_cel_list(table.served_values(d))}" for d in DIMENSIONS
+    )
+    key = f"{model}.task + '/' + {model}.format + '/' + {backend}"
+    combination_messages = {
+        f"{task}/{format}": table.combination_message(task, format)
+        for task in table.served_values(DIMENSIONS[0])
+        for format in table.served_values(DIMENSIONS[1])
+    }
+    rules.append(
+        _refusal_rule(
+            table,
+            "combination-served",
+            BACKEND_FIELD,
+            "this backend does not serve this task and format; see the serving table",
+            f"!({all_served}) || {key} in {_cel_list([p.key() for p in table.served])}",
+            f"{_cel_map(combination_messages)}[{model}.task + '/' + {model}.format]",
+        )
+    )
+    metric = "self.quantization.guard.metric"
+    fitting = {str(task): [str(m) for m in ms] for task, ms in table.guard_metrics.items()}
+    metric_messages = {
+        f"{task}/{m}": table.metric_message(task, m)
+        for task in table.guard_metrics
+        for m in GuardMetric
+        if not table.metric_fits(task, m)
+    }
+    rules.append(
+        _refusal_rule(
+            table,
+            "metric-fits-task",
+            METRIC_FIELD,
+            "the guard metric does not fit the task: "
+            + "; ".join(f"{t} takes {' or '.join(m)}" for t, m in fitting.items()),
+            f"!({model}.task in {_cel_map(fitting)})"
+            f" || {metric} in {_cel_map(fitting)}[{model}.task]",
+            f"{_cel_map(metric_messages)}[{model}.task + '/' + {metric}]",
+        )
+    )
+    gpu_only = sorted(str(b) for b in table.gpu_only)
+    rules.append(
+        _refusal_rule(
+            table,
+            "backend-needs-gpu",
+            BACKEND_FIELD,
+            table.gpu_message(),
+            f"!({backend} in {_cel_list(gpu_only)} && self.hardware.gpuType == 'cpu')",
+            None,
+        )
+    )
+    return tuple(rules)
+
+
 def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
     """Every cross-field rule, with CEL generated from the catalog's data."""
     names = catalog.type_names()
     precisions = {name: sorted(p.value for p in catalog.precisions_for(name)) for name in names}
-    gpu_only = sorted({Backend.TENSORRT.value, Backend.VLLM.value})
-    exported = sorted(b.value for b in EXPORTED_BACKENDS)
     return (
         Rule(
             name="known-gpu-type",
@@ -153,34 +269,7 @@ def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
                 f"{s.hardware.gpu_type} (supported: {', '.join(precisions[s.hardware.gpu_type])})"
             ),
         ),
-        Rule(
-            name="backend-needs-gpu",
-            field_path=".runtime.backend",
-            message="the tensorrt and vllm backends need a GPU; gpuType is cpu",
-            cel=(
-                f"!(self.runtime.backend in {_cel_list(gpu_only)}"
-                " && self.hardware.gpuType == 'cpu')"
-            ),
-            holds=lambda s: (
-                not (s.runtime.backend.value in gpu_only and s.hardware.gpu_type == CPU)
-            ),
-        ),
-        Rule(
-            name="exported-backend-model",
-            field_path=".runtime.backend",
-            message=(
-                "the pytorch and onnxruntime backends serve an encoder that tenfold exports "
-                "itself: they need model.format huggingface and model.task embedding"
-            ),
-            cel=(
-                f"!(self.runtime.backend in {_cel_list(exported)})"
-                " || (self.model.format == 'huggingface' && self.model.task == 'embedding')"
-            ),
-            holds=lambda s: (
-                s.runtime.backend.value not in exported
-                or (s.model.format is ModelFormat.HUGGINGFACE and s.model.task is Task.EMBEDDING)
-            ),
-        ),
+        *serving_rules(SERVING),
         Rule(
             name="replica-bounds",
             field_path=".autoscaling.minReplicas",

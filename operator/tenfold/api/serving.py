@@ -1,0 +1,217 @@
+"""What tenfold can serve: the one table of task × format × backend, guard metric and device.
+
+A spec passes admission only if the runtime can build and serve it, so that nothing is accepted
+that then crash-loops the `prepare` init container. Three readers use this table and nothing
+else: `rules.py` generates the CRD's CEL and the Python rules of `tenfold validate` and the
+operator from it, `reference.py` renders the table of `docs/api.md` from it, and the runtime's
+`prepare` refuses what it cannot serve with the same words. A new serving path is a new row of
+SERVED (and one reason fewer in NOT_SERVED); the rules, the CRD and the docs follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Task
+
+# The spec fields the table is looked up by, as CEL field paths relative to spec.
+TASK_FIELD = ".model.task"
+FORMAT_FIELD = ".model.format"
+BACKEND_FIELD = ".runtime.backend"
+METRIC_FIELD = ".quantization.guard.metric"
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One field the table is looked up by. Values are compared per dimension: `python` is
+    both a format and a backend, and StrEnum members of equal value compare equal."""
+
+    name: str  # the ServedPath attribute and the rule's prefix
+    field_path: str
+    values: type[StrEnum]
+
+
+DIMENSIONS = (
+    Dimension("task", TASK_FIELD, Task),
+    Dimension("format", FORMAT_FIELD, ModelFormat),
+    Dimension("backend", BACKEND_FIELD, Backend),
+)
+
+
+@dataclass(frozen=True)
+class ServedPath:
+    """One combination the runtime serves, and how."""
+
+    task: Task
+    format: ModelFormat
+    backend: Backend
+    how: str
+
+    def key(self) -> str:
+        """`task/format/backend`, the CEL rule's key."""
+        return combination_key(self.task, self.format, self.backend)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a spec cannot be served: the rule it breaks, the field to change and why."""
+
+    rule: str
+    field_path: str  # relative to spec, CEL's fieldPath syntax
+    reason: str
+
+
+@dataclass(frozen=True)
+class ServingTable:
+    """The served paths, and the reasons for everything else."""
+
+    served: tuple[ServedPath, ...]
+    # Per dimension name: why a value that no served path uses is refused.
+    not_served: Mapping[str, Mapping[str, str]]
+    # The guard metrics that fit each task (how its quantized outputs are compared).
+    guard_metrics: Mapping[Task, tuple[GuardMetric, ...]]
+    # Backends that run only on a GPU.
+    gpu_only: frozenset[Backend]
+
+    def served_values(self, dimension: Dimension) -> list[str]:
+        """The values of `dimension` that some served path uses, in enum order."""
+        used = {str(getattr(p, dimension.name)) for p in self.served}
+        return [v.value for v in dimension.values if v.value in used]
+
+    def refused_messages(self, dimension: Dimension) -> dict[str, str]:
+        """The message for each value of `dimension` that no served path uses."""
+        return {
+            str(value): f"{dimension.name} {value} is not served: {reason}"
+            for value, reason in self.not_served.get(dimension.name, {}).items()
+        }
+
+    def path(self, task: Task, format: ModelFormat, backend: Backend) -> ServedPath | None:
+        """The served path of this combination, or None."""
+        key = combination_key(task, format, backend)
+        return next((p for p in self.served if p.key() == key), None)
+
+    def combination_refusals(
+        self, task: Task, format: ModelFormat, backend: Backend
+    ) -> list[Refusal]:
+        """Why this task, format and backend cannot be served together; empty when they can."""
+        chosen = {"task": task, "format": format, "backend": backend}
+        found = [
+            Refusal(f"{d.name}-served", d.field_path, message)
+            for d in DIMENSIONS
+            if (message := self.refused_messages(d).get(str(chosen[d.name]))) is not None
+        ]
+        if not found and self.path(task, format, backend) is None:
+            reason = self.combination_message(task, format)
+            found.append(Refusal("combination-served", BACKEND_FIELD, reason))
+        return found
+
+    def refusals(
+        self, task: Task, format: ModelFormat, backend: Backend, metric: GuardMetric, *, gpu: bool
+    ) -> list[Refusal]:
+        """Every reason the runtime cannot serve this choice; empty when it can."""
+        found = self.combination_refusals(task, format, backend)
+        if not self.metric_fits(task, metric):
+            reason = self.metric_message(task, metric)
+            found.append(Refusal("metric-fits-task", METRIC_FIELD, reason))
+        if backend in self.gpu_only and not gpu:
+            found.append(Refusal("backend-needs-gpu", BACKEND_FIELD, self.gpu_message()))
+        return found
+
+    def metric_fits(self, task: Task, metric: GuardMetric) -> bool:
+        """Whether the guard metric fits the task (a task without guard metrics takes any)."""
+        fitting = self.guard_metrics.get(task)
+        return fitting is None or metric in fitting
+
+    def combination_message(self, task: str, format: str) -> str:
+        """Why the backend cannot serve this task and format, naming the ones that can."""
+        backends = [p.backend.value for p in self.served if (p.task, p.format) == (task, format)]
+        if not backends:
+            return f"no backend serves {task} models of format {format} yet"
+        return f"{task} models of format {format} are served by backend {' or '.join(backends)}"
+
+    def metric_message(self, task: Task, metric: str) -> str:
+        """Why guard metric `metric` does not fit `task`."""
+        fitting = " or ".join(self.guard_metrics.get(task, ()))
+        return f"guard metric {metric} does not fit task {task}, which is guarded by {fitting}"
+
+    def gpu_message(self) -> str:
+        """Why a GPU-only backend is refused on cpu."""
+        return f"the {' and '.join(sorted(self.gpu_only))} backends need a GPU; gpuType is cpu"
+
+    def check_complete(self) -> list[str]:
+        """Values neither served nor given a reason, or both: the table's own consistency."""
+        problems = []
+        for dimension in DIMENSIONS:
+            served = set(self.served_values(dimension))
+            refused = set(self.refused_messages(dimension))
+            for value in dimension.values:
+                if (value.value in served) == (value.value in refused):
+                    state = "served and refused" if value.value in served else "not accounted for"
+                    problems.append(f"{dimension.name} {value}: {state}")
+        return problems
+
+
+def combination_key(task: str, format: str, backend: str) -> str:
+    """`task/format/backend`: how the CEL rule names one combination."""
+    return f"{task}/{format}/{backend}"
+
+
+SERVING = ServingTable(
+    served=(
+        ServedPath(
+            Task.EMBEDDING,
+            ModelFormat.HUGGINGFACE,
+            Backend.PYTHON,
+            "the guarded encoder in a generated model.py",
+        ),
+        ServedPath(
+            Task.EMBEDDING,
+            ModelFormat.HUGGINGFACE,
+            Backend.PYTORCH,
+            "the guarded encoder exported to TorchScript, behind a tokenizer ensemble",
+        ),
+        ServedPath(
+            Task.EMBEDDING,
+            ModelFormat.HUGGINGFACE,
+            Backend.ONNXRUNTIME,
+            "the guarded encoder exported to ONNX, behind a tokenizer ensemble",
+        ),
+    ),
+    not_served={
+        "task": {
+            Task.CLASSIFICATION: "tenfold prepares no classifiers yet; it serves embedding models",
+            Task.GENERATION: (
+                "generation needs an LLM backend (vLLM or TensorRT-LLM) on a GPU, "
+                "which tenfold does not prepare"
+            ),
+        },
+        "format": {
+            ModelFormat.ONNX: (
+                "a user's ONNX file is not served as given yet; with format huggingface and "
+                "backend onnxruntime tenfold exports and guards the ONNX itself"
+            ),
+            ModelFormat.TORCHSCRIPT: (
+                "a user's TorchScript file is not served as given yet; with format huggingface and "
+                "backend pytorch tenfold exports and guards the TorchScript itself"
+            ),
+            ModelFormat.PYTHON: (
+                "a user's own model.py is not loaded; with format huggingface tenfold generates "
+                "the model.py itself"
+            ),
+        },
+        "backend": {
+            Backend.TENSORRT: (
+                "tenfold builds no TensorRT engines; use python, pytorch or onnxruntime, "
+                "which run on GPUs too"
+            ),
+            Backend.VLLM: "vllm serves generation, which tenfold does not prepare",
+        },
+    },
+    guard_metrics={
+        Task.EMBEDDING: (GuardMetric.COSINE,),
+        Task.CLASSIFICATION: (GuardMetric.TOP1_AGREEMENT, GuardMetric.LOGIT_MSE),
+    },
+    gpu_only=frozenset({Backend.TENSORRT, Backend.VLLM}),
+)

@@ -1,0 +1,200 @@
+"""What can be served: admission, `tenfold validate` and prepare refuse the same combinations.
+
+The whole matrix (task × format × backend × guard metric × cpu or GPU) is checked against an
+oracle written out by hand (tests/serving_oracle.py), so that a change of the table in
+api/serving.py has to be made twice to pass: once in the table, once in the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tenfold.api.catalog import load_catalog
+from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Task
+from tenfold.api.prepare import PrepareSpec
+from tenfold.api.resource import InvalidSpecError, parse_spec
+from tenfold.api.rules import build_rules, serving_rules
+from tenfold.api.serving import SERVING, ServedPath, ServingTable
+from tenfold.cli import EXIT_INVALID, main
+from tenfold_runtime.prepare import PrepareError, check_servable
+from tests.serving_oracle import MATRIX, SERVED, expected_fields, spec_of
+
+
+def refused_fields(spec: dict) -> dict[str, list[str]]:
+    """Field path → reasons; empty when the spec is accepted."""
+    try:
+        parse_spec(spec)
+    except InvalidSpecError as invalid:
+        found: dict[str, list[str]] = {}
+        for error in invalid.errors:
+            found.setdefault(error.path, []).append(error.reason)
+        return found
+    return {}
+
+
+def test_the_table_accounts_for_every_value_once():
+    assert SERVING.check_complete() == []
+    assert {(str(p.task), str(p.format), str(p.backend)) for p in SERVING.served} == SERVED
+
+
+def test_admission_refuses_exactly_what_the_runtime_cannot_serve():
+    wrong = []
+    for choice in MATRIX:
+        got = set(refused_fields(spec_of(*choice)))
+        if got != expected_fields(*choice):
+            wrong.append(f"{'/'.join(choice)}: refused on {sorted(got)}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("choice", "field", "words"),
+    [
+        (("classification", "huggingface", "python", "top1Agreement", "cpu"),
+         "spec.model.task", "task classification is not served: tenfold prepares no classifiers"),
+        (("generation", "huggingface", "vllm", "cosine", "L4"),
+         "spec.model.task", "generation needs an LLM backend"),
+        (("generation", "huggingface", "vllm", "cosine", "L4"),
+         "spec.runtime.backend", "backend vllm is not served"),
+        (("embedding", "onnx", "onnxruntime", "cosine", "cpu"),
+         "spec.model.format", "format onnx is not served: a user's ONNX file"),
+        (("embedding", "torchscript", "pytorch", "cosine", "cpu"),
+         "spec.model.format", "format torchscript is not served"),
+        (("embedding", "python", "python", "cosine", "cpu"),
+         "spec.model.format", "format python is not served"),
+        (("embedding", "huggingface", "tensorrt", "cosine", "T4"),
+         "spec.runtime.backend", "tenfold builds no TensorRT engines"),
+        (("embedding", "huggingface", "tensorrt", "cosine", "cpu"),
+         "spec.runtime.backend", "the tensorrt and vllm backends need a GPU"),
+        (("embedding", "huggingface", "python", "top1Agreement", "cpu"),
+         "spec.quantization.guard.metric",
+         "guard metric top1Agreement does not fit task embedding, which is guarded by cosine"),
+        (("classification", "huggingface", "python", "cosine", "cpu"),
+         "spec.quantization.guard.metric", "guarded by top1Agreement or logitMSE"),
+    ],
+)  # fmt: skip
+def test_each_refusal_names_the_field_and_the_reason(choice, field, words):
+    reasons = refused_fields(spec_of(*choice))[field]
+    assert any(words in reason for reason in reasons), reasons
+
+
+def prepare_spec(task: str, fmt: str, backend: str, metric: str, gpu: str) -> PrepareSpec:
+    return PrepareSpec.model_validate(
+        {
+            "model_name": "m",
+            "source": "/models/m",
+            "format": fmt,
+            "task": task,
+            "precision": "fp32",
+            "guard": {"metric": metric},
+            "backend": backend,
+            "device": "cpu" if gpu == "cpu" else "cuda",
+            "config_pbtxt": 'name: "m"',
+        }
+    )
+
+
+def test_prepare_refuses_what_admission_refuses_in_the_same_words():
+    wrong = []
+    for choice in MATRIX:
+        reasons = [r for rs in refused_fields(spec_of(*choice)).values() for r in rs]
+        try:
+            check_servable(prepare_spec(*choice))
+            refused = ""
+        except PrepareError as error:
+            refused = str(error)
+        if bool(refused) != bool(reasons) or not all(r in refused for r in reasons):
+            wrong.append(f"{'/'.join(choice)}: admission {reasons}, prepare {refused!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_tenfold_validate_names_the_field(tmp_path: Path, capsys):
+    document = {
+        "apiVersion": "serving.tenfold.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "gen"},
+        "spec": spec_of("generation", "huggingface", "vllm", "cosine", "L4"),
+    }
+    path = tmp_path / "gen.yaml"
+    path.write_text(yaml.safe_dump(document))
+    assert main(["validate", "-f", str(path)]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "gen: spec.model.task: task generation is not served" in err
+    assert "gen: spec.runtime.backend: backend vllm is not served" in err
+
+
+def cel_map(expression: str) -> dict[str, str]:
+    """The message map of a generated messageExpression (`{...}[key]`)."""
+    return json.loads(expression[: expression.rindex("[")])
+
+
+def test_cel_messages_are_the_python_messages():
+    rules = {rule.name: rule for rule in serving_rules(SERVING)}
+    assert rules["task-served"].cel == 'self.model.task in ["embedding"]'
+    assert cel_map(rules["task-served"].message_expression or "") == {
+        "classification": "task classification is not served: "
+        + SERVING.not_served["task"][Task.CLASSIFICATION],
+        "generation": "task generation is not served: "
+        + SERVING.not_served["task"][Task.GENERATION],
+    }
+    metric_messages = cel_map(rules["metric-fits-task"].message_expression or "")
+    assert metric_messages["embedding/logitMSE"] == SERVING.metric_message(
+        Task.EMBEDDING, GuardMetric.LOGIT_MSE
+    )
+    assert set(metric_messages) == {
+        "embedding/top1Agreement",
+        "embedding/logitMSE",
+        "classification/cosine",
+    }
+
+
+def test_serving_rules_are_part_of_admission():
+    names = {rule.name for rule in build_rules(load_catalog())}
+    assert {rule.name for rule in serving_rules(SERVING)} <= names
+
+
+# A table with a path that is not the product of its values: classifiers on onnxruntime only.
+PARTIAL = ServingTable(
+    served=(
+        ServedPath(Task.EMBEDDING, ModelFormat.HUGGINGFACE, Backend.PYTHON, "x"),
+        ServedPath(Task.CLASSIFICATION, ModelFormat.HUGGINGFACE, Backend.ONNXRUNTIME, "y"),
+    ),
+    not_served={
+        "task": {Task.GENERATION: "no"},
+        "format": {f: "no" for f in ModelFormat if f is not ModelFormat.HUGGINGFACE},
+        "backend": {Backend.PYTORCH: "no", Backend.TENSORRT: "no", Backend.VLLM: "no"},
+    },
+    guard_metrics={Task.EMBEDDING: (GuardMetric.COSINE,)},
+    gpu_only=frozenset(),
+)
+
+
+def test_values_served_apart_but_not_together_are_refused_on_the_backend():
+    assert PARTIAL.check_complete() == []
+    (refusal,) = PARTIAL.combination_refusals(
+        Task.CLASSIFICATION, ModelFormat.HUGGINGFACE, Backend.PYTHON
+    )
+    assert (refusal.rule, refusal.field_path) == ("combination-served", ".runtime.backend")
+    assert (
+        refusal.reason
+        == "classification models of format huggingface are served by backend onnxruntime"
+    )
+    assert not PARTIAL.combination_refusals(
+        Task.CLASSIFICATION, ModelFormat.HUGGINGFACE, Backend.ONNXRUNTIME
+    )
+    rule = next(r for r in serving_rules(PARTIAL) if r.name == "combination-served")
+    assert '"classification/huggingface/onnxruntime"' in rule.cel
+    assert "classification/huggingface" in cel_map(rule.message_expression or "")
+
+
+def test_a_value_neither_served_nor_explained_is_reported():
+    incomplete = ServingTable(
+        served=PARTIAL.served,
+        not_served={"task": {}, "format": {}, "backend": {}},
+        guard_metrics={},
+        gpu_only=frozenset(),
+    )
+    assert "task generation: not accounted for" in incomplete.check_complete()
