@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import jinja2
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
 from tenfold.api.enums import Backend, Precision, Task
 from tenfold.api.prepare import (
+    ENCODER_OUTPUT,
     SEQUENCE_BUCKETS_PARAMETER,
     TOKEN_IDS,
     TOKEN_MASK,
@@ -30,10 +33,32 @@ SITE_DIRS_ENV = "TENFOLD_SITE_DIRS"
 MANIFEST_SCHEMA = "tenfold.dev/prepare-manifest/v1"
 
 
+def embedding_dims(hidden_size: int) -> dict[str, tuple[int, ...]]:
+    """The served width of a model `hidden_size` wide, by tensor name: the embedding the
+    model serves and the exported encoder's output, which the ensemble passes through."""
+    return {EMBEDDING_OUTPUT: (hidden_size,), ENCODER_OUTPUT: (hidden_size,)}
+
+
 def embedding_io(hidden_size: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of the embedding task for a model of `hidden_size`."""
     task_io = TASK_IO[Task.EMBEDDING]
-    return list(task_io.inputs), [replace(task_io.outputs[0], dims=(hidden_size,))]
+    dims = embedding_dims(hidden_size)[EMBEDDING_OUTPUT]
+    return list(task_io.inputs), [replace(task_io.outputs[0], dims=dims)]
+
+
+def with_output_dims(config_text: str, dims: Mapping[str, Sequence[int]]) -> str:
+    """The operator's config.pbtxt with the named outputs set to the model's own dims.
+
+    The operator renders the embedding width as -1 (it cannot know it; see api/triton_io.py);
+    prepare has loaded the model, so the config it writes, and with it Triton's model
+    metadata, states the real width. Other fields and tensors are left as rendered.
+    """
+    config = text_format.Parse(config_text, mc.ModelConfig())
+    for output in config.output:
+        if output.name in dims:
+            del output.dims[:]
+            output.dims.extend(dims[output.name])
+    return text_format.MessageToString(config)
 
 
 def io_json(tensor: TensorSpec) -> dict[str, object]:

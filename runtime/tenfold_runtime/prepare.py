@@ -2,14 +2,14 @@
 
 Layout written for the Python backend (Triton ignores the extra files):
 
-    <repository>/<model_name>/config.pbtxt            the operator's text, verbatim
+    <repository>/<model_name>/config.pbtxt            the operator's, with the model's width
     <repository>/<model_name>/tenfold-manifest.json   digest, precision, accuracy, attempts
     <repository>/<model_name>/1/model.py              generated from templates/model.py.j2
     <repository>/<model_name>/1/model.pt              the converted torch module
     <repository>/<model_name>/1/tokenizer/            tokenizer files
 
 For the pytorch and onnxruntime backends `<model_name>` is an ensemble (config and manifest
-only) of two steps, each with the operator's config.pbtxt:
+only) of two steps, each with the operator's config.pbtxt (the encoder's with the width):
 
     <repository>/<model_name>-tokenizer/1/            model.py (tokenizer.py.j2), tokenizer/
     <repository>/<model_name>-encoder/1/model.pt      TorchScript, or model.onnx for ONNX
@@ -352,6 +352,11 @@ def write_model_folder(
     return final
 
 
+def served_config(config_text: str, loaded: LoadedModel) -> str:
+    """A config.pbtxt from the operator with the loaded model's own embedding width."""
+    return builders.with_output_dims(config_text, builders.embedding_dims(loaded.hidden_size))
+
+
 def write_python_model(
     repository: Path,
     spec: PrepareSpec,
@@ -369,7 +374,8 @@ def write_python_model(
         torch.save(module, version_dir / builders.ARTEFACT_FILE)
         loaded.tokenizer.save_pretrained(version_dir / builders.TOKENIZER_DIR)  # type: ignore[attr-defined]
 
-    return write_model_folder(repository, spec.model_name, spec.config_pbtxt, fill, manifest)
+    config_text = served_config(spec.config_pbtxt, loaded)
+    return write_model_folder(repository, spec.model_name, config_text, fill, manifest)
 
 
 def step_config(spec: PrepareSpec, name: str) -> str:
@@ -420,9 +426,8 @@ def write_exported_steps(
         loaded.tokenizer.save_pretrained(version_dir / builders.TOKENIZER_DIR)  # type: ignore[attr-defined]
 
     digest = file_digest(artefact)
-    encoder = write_model_folder(
-        repository, encoder_name, step_config(spec, encoder_name), fill_encoder
-    )
+    encoder_config = served_config(step_config(spec, encoder_name), loaded)
+    encoder = write_model_folder(repository, encoder_name, encoder_config, fill_encoder)
     write_model_folder(repository, tokenizer_name, tokenizer_config, fill_tokenizer)
     return {
         "backend": str(spec.backend),
@@ -510,8 +515,9 @@ def write_model(
     )
     if spec.backend in EXPORTED_BACKENDS:
         # The ensemble itself has no files, only the empty version folder Triton expects.
+        config_text = served_config(spec.config_pbtxt, loaded)
         final = write_model_folder(
-            repository, spec.model_name, spec.config_pbtxt, lambda _: None, manifest
+            repository, spec.model_name, config_text, lambda _: None, manifest
         )
     else:
         model_py = builders.render_model_py(

@@ -29,8 +29,9 @@ def test_embedding_io_and_name() -> None:
     assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
         ("TEXT", mc.TYPE_STRING, [1])
     ]
+    # The width is the model's; prepare writes it once it has loaded the model.
     assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
-        ("EMBEDDING", mc.TYPE_FP32, [384])
+        ("EMBEDDING", mc.TYPE_FP32, [-1])
     ]
 
 
@@ -94,7 +95,7 @@ def test_ensemble_wiring_matches_the_steps_tensors() -> None:
     assert set(tokenizer_step.output_map.values()) == set(encoder_step.input_map.values())
     assert set(encoder_step.output_map.values()) == {o.name for o in ensemble.output}
     assert set(tokenizer_step.input_map.values()) == {i.name for i in ensemble.input}
-    assert [o.dims for o in encoder.output] == [o.dims for o in ensemble.output]
+    assert [o.dims for o in encoder.output] == [o.dims for o in ensemble.output] == [[-1]]
 
 
 def test_batching_settings_go_to_the_encoder() -> None:

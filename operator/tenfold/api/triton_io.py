@@ -32,11 +32,22 @@ class TaskIO:
 
 
 # The one place the Triton I/O of each task is defined; the runtime's model.py serves these
-# names. 384 is MiniLM-L6's hidden size.
+# names.
+#
+# An embedding is as wide as the model's hidden size, which only prepare knows: it loads the
+# model. So the operator declares the width as -1, Triton's variable dimension, and prepare
+# writes the loaded model's width into every config.pbtxt it writes (the served model, the
+# ensemble and its encoder step), so Triton's metadata states the real shape. -1 and not a
+# guess because -1 is true of every model and every backend accepts it: the python backend
+# checks no output shape, the pytorch and onnxruntime backends take any size for a -1
+# dimension, and an ensemble matches -1 against any width of its steps; a guess (MiniLM's
+# 384) would be wrong metadata for any other model, and a shape error on the backends that
+# check outputs against their config.
+EMBEDDING_WIDTH = -1
 TASK_IO: Mapping[Task, TaskIO] = {
     Task.EMBEDDING: TaskIO(
         inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),),
-        outputs=(TensorSpec("EMBEDDING", "TYPE_FP32", (384,)),),
+        outputs=(TensorSpec("EMBEDDING", "TYPE_FP32", (EMBEDDING_WIDTH,)),),
     ),
     Task.CLASSIFICATION: TaskIO(
         inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),),
