@@ -32,13 +32,7 @@ MODEL = processes.STANDIN_MODEL
 INFER = f"/v2/models/{MODEL}/infer"
 # Enough model time per text that concurrent identical requests overlap in flight.
 COST_US_PER_ITEM = 1500
-MANIFEST = {
-    "model_name": MODEL,
-    "model_version": "1",
-    "source_digest": "sha256:" + "a" * 64,
-    "precision_served": "fp32",
-    "runtime_version": "0.1.0",
-}
+MANIFEST = processes.STANDIN_MANIFEST
 SERVICE = keys.ServiceRef("team-a", MODEL)
 
 

@@ -1,10 +1,15 @@
 """The in-memory LRU and the fail-open guard."""
 
 import asyncio
+import tracemalloc
+
+import pytest
 
 from tenfold_runtime.cache.breaker import CircuitBreaker
 from tenfold_runtime.cache.metrics import CacheMetrics
-from tenfold_runtime.cache.store import GuardedCache, MemoryBackend
+from tenfold_runtime.cache.store import ENTRY_OVERHEAD_BYTES, GuardedCache, MemoryBackend
+
+ENTRY = 10 + ENTRY_OVERHEAD_BYTES  # the cost of a 1-byte key with a 9-byte value
 
 
 class Clock:
@@ -16,33 +21,51 @@ class Clock:
 
 
 def test_lru_stays_within_its_byte_bound_and_evicts_least_recent():
-    lru = MemoryBackend(max_bytes=30, ttl_seconds=60)
-    lru.put("a", b"x" * 9)  # 10 bytes with its key
+    lru = MemoryBackend(max_bytes=3 * ENTRY, ttl_seconds=60)
+    lru.put("a", b"x" * 9)
     lru.put("b", b"x" * 9)
     lru.put("c", b"x" * 9)
     assert lru.get("a") is not None  # a is now the most recent
     lru.put("d", b"x" * 9)
     assert lru.get("b") is None and lru.get("a") is not None
-    assert lru.resident_bytes == 30
+    assert lru.resident_bytes == 3 * ENTRY
 
 
 def test_lru_refuses_values_larger_than_the_bound():
-    lru = MemoryBackend(max_bytes=10, ttl_seconds=60)
+    lru = MemoryBackend(max_bytes=ENTRY, ttl_seconds=60)
     lru.put("a", b"x")
     lru.put("big", b"x" * 100)
     assert lru.get("big") is None and lru.get("a") == b"x"
 
 
 def test_lru_replacing_a_key_keeps_the_count_right():
-    lru = MemoryBackend(max_bytes=100, ttl_seconds=60)
+    lru = MemoryBackend(max_bytes=100 + ENTRY, ttl_seconds=60)
     lru.put("a", b"x" * 10)
     lru.put("a", b"x" * 20)
-    assert lru.resident_bytes == 21 and len(lru) == 1
+    assert lru.resident_bytes == 21 + ENTRY_OVERHEAD_BYTES and len(lru) == 1
+
+
+@pytest.mark.parametrize("value_size", [8, 1580, 16_000])
+def test_lru_holds_no_more_memory_than_max_bytes(value_size):
+    """Filled (and overfilled) with keys of the real length, what the entries allocate
+    stays within max_bytes, small values included (there the overhead dominates)."""
+    max_bytes = 16 << 20
+    key_of = "tenfold:cache:team-a/embed:embed:0123456789abcdef01234567:i:{:064x}".format
+    lru = MemoryBackend(max_bytes=max_bytes, ttl_seconds=60)
+    tracemalloc.start()
+    try:
+        for i in range(2 * max_bytes // (value_size + 124)):
+            lru.put(key_of(i), bytes(value_size))
+        allocated, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lru.resident_bytes > max_bytes - (value_size + 124 + ENTRY_OVERHEAD_BYTES)
+    assert allocated <= max_bytes
 
 
 def test_lru_entries_expire():
     clock = Clock()
-    lru = MemoryBackend(max_bytes=100, ttl_seconds=5, clock=clock)
+    lru = MemoryBackend(max_bytes=100 + ENTRY, ttl_seconds=5, clock=clock)
     lru.put("a", b"x")
     clock.now = 5.0
     assert lru.get("a") is None and lru.resident_bytes == 0

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tenfold_runtime.builders import EMBEDDING_INPUT, EMBEDDING_OUTPUT
+from tenfold.api.enums import Task
+from tenfold.api.triton_io import TASK_IO
 from tenfold_runtime.cache.codec import NUMPY_DTYPES, CorruptValueError, frame, unframe
 from tenfold_runtime.cache.keys import STATEFUL_PARAMETERS
 
-# The tensor names prepare gives every embedding model.
-ITEM_INPUT = EMBEDDING_INPUT
-ITEM_OUTPUT = EMBEDDING_OUTPUT
+# The tensor names prepare gives every embedding model, read from the contract itself:
+# tenfold_runtime.builders imports tritonclient's protobufs, 14 MiB of the sidecar's RSS.
+ITEM_INPUT = TASK_IO[Task.EMBEDDING].inputs[0].name
+ITEM_OUTPUT = TASK_IO[Task.EMBEDDING].outputs[0].name
 ITEM_FIELD = f"{ITEM_INPUT}->{ITEM_OUTPUT}"
 
 

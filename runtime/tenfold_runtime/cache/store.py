@@ -18,6 +18,13 @@ from tenfold_runtime.cache.metrics import CacheMetrics
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# What one entry of MemoryBackend costs beyond its key's and value's lengths: the str and
+# bytes object headers, the (value, expiry) tuple and its float, the OrderedDict slot and
+# link, and the allocator's own headers. tracemalloc saw 228-253 bytes per entry (key 124
+# bytes, values of 8 B to 16 kB); 320 leaves room for the allocator headers it cannot see
+# and the dict's growth steps. See docs/cache.md for the command and the process's RSS.
+ENTRY_OVERHEAD_BYTES = 320
+
 
 class Backend(Protocol):
     """What the sidecar needs from a store."""
@@ -35,8 +42,14 @@ class Backend(Protocol):
         """Release connections."""
 
 
+def entry_bytes(key: str, value: bytes) -> int:
+    """The memory one MemoryBackend entry is counted for: key, value and overhead."""
+    return len(key) + len(value) + ENTRY_OVERHEAD_BYTES
+
+
 class MemoryBackend:
-    """An LRU bounded by bytes (keys plus values), with a TTL per entry."""
+    """An LRU bounded by the memory its entries take (key, value and per-entry overhead),
+    with a TTL per entry."""
 
     def __init__(
         self, max_bytes: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
@@ -63,7 +76,7 @@ class MemoryBackend:
 
     def put(self, key: str, value: bytes) -> None:
         """Store `value`, evicting least recently used entries to stay within max_bytes."""
-        size = len(key) + len(value)
+        size = entry_bytes(key, value)
         if key in self._entries:
             self._remove(key)
         if size > self.max_bytes:
@@ -75,7 +88,7 @@ class MemoryBackend:
 
     def _remove(self, key: str) -> None:
         value, _ = self._entries.pop(key)
-        self.resident_bytes -= len(key) + len(value)
+        self.resident_bytes -= entry_bytes(key, value)
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         """Values of `keys`, None where absent or expired."""

@@ -19,6 +19,14 @@ from pathlib import Path
 STANDIN_SOURCE = Path(__file__).with_name("standin_model.py")
 STANDIN_MODEL = "embed"
 STANDIN_DIM = 384
+# The prepare manifest a sidecar in front of the stand-in model reads its identity from.
+STANDIN_MANIFEST = {
+    "model_name": STANDIN_MODEL,
+    "model_version": "1",
+    "source_digest": "sha256:" + "a" * 64,
+    "precision_served": "fp32",
+    "runtime_version": "0.1.0",
+}
 STANDIN_CONFIG = """\
 name: "{name}"
 backend: "python"
