@@ -119,7 +119,25 @@ def test_prepare_init_container() -> None:
 def test_volumes() -> None:
     volumes = {v["name"]: v for v in pod_of(make_spec())["volumes"]}
     assert volumes["config"] == {"name": "config", "configMap": {"name": "embed-config"}}
-    assert "emptyDir" in volumes["models"]
+    # hardware.memory 4Gi: the model fits in it, so the repository and prepare's scratch
+    # in twice that, the fetched weights and library caches in it plus 1 GiB.
+    assert volumes["models"]["emptyDir"] == {"sizeLimit": "8192Mi"}
+    assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "5120Mi"}
+
+
+@pytest.mark.parametrize(
+    "hardware, models, tmp",
+    [
+        ({"memory": "16Gi"}, "32768Mi", "17408Mi"),
+        ({"gpuType": "T4", "gpusPerReplica": 1, "memory": "8Gi"}, "32768Mi", "17408Mi"),
+        ({"gpuType": "T4", "gpusPerReplica": 2}, "65536Mi", "33792Mi"),
+    ],
+)
+def test_scratch_volumes_follow_the_memory_the_model_is_served_from(hardware, models, tmp):
+    """On cpu the replica's memory bounds the model; on GPUs their memory does (T4: 16 GiB)."""
+    volumes = {v["name"]: v for v in pod_of(make_spec(hardware=hardware))["volumes"]}
+    assert volumes["models"]["emptyDir"]["sizeLimit"] == models
+    assert volumes["tmp"]["emptyDir"]["sizeLimit"] == tmp
 
 
 def test_triton_container_defaults() -> None:

@@ -38,6 +38,7 @@ from tenfold.plan.security import (
     tmp_volume,
 )
 from tenfold.plan.source import SOURCE_MOUNT_PATH, SOURCE_VOLUME, source_mount
+from tenfold.plan.storage import models_size_limit, tmp_size_limit
 
 CONFIG_VOLUME = "config"
 CONFIG_MOUNT_PATH = PREPARE_SPEC_PATH.rsplit("/", 1)[0]
@@ -156,6 +157,7 @@ def build_pod_spec(
     name: str, namespace: str, spec: InferenceServiceSpec, catalog: GpuCatalog, image: str
 ) -> dict[str, Any]:
     """The pod: init `prepare`, `triton`, optional `cache`, placement and security."""
+    affinity = node_affinity(spec, catalog)  # first: it names a gpuType the catalog lacks
     containers = [_triton_container(spec, image)]
     if spec.cache.mode is not CacheMode.NONE:
         containers.append(_cache_container(name, namespace, spec, image))
@@ -167,10 +169,10 @@ def build_pod_spec(
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "initContainers": [_prepare_container(spec, image)],
         "containers": containers,
-        "volumes": _volumes(name, spec),
+        "volumes": _volumes(name, spec, catalog),
         "topologySpreadConstraints": [spread_constraint(name)],
     }
-    pod["affinity"] = node_affinity(spec, catalog)
+    pod["affinity"] = affinity
     if spec.hardware.node_selector:
         pod["nodeSelector"] = dict(sorted(spec.hardware.node_selector.items()))
     tolerations = pod_tolerations(spec)
@@ -338,12 +340,12 @@ def _cache_container(
     }
 
 
-def _volumes(name: str, spec: InferenceServiceSpec) -> list[dict[str, Any]]:
+def _volumes(name: str, spec: InferenceServiceSpec, catalog: GpuCatalog) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [
         {"name": CONFIG_VOLUME, "configMap": {"name": config_map_name(name)}},
-        {"name": MODELS_VOLUME, "emptyDir": {}},
-        # No size limit: prepare downloads remote (s3://, gs://) weights under /tmp.
-        tmp_volume(),
+        # Both scratch volumes are bounded by what the model can need (plan/storage.py).
+        {"name": MODELS_VOLUME, "emptyDir": {"sizeLimit": models_size_limit(spec, catalog)}},
+        tmp_volume(tmp_size_limit(spec, catalog)),
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
     ]
     mount = source_mount(spec.model.source)
