@@ -35,12 +35,11 @@ from tenfold_runtime.bench import (
 )
 from tenfold_tools.testbed import down as testbed_down
 from tenfold_tools.testbed import up as testbed_up
-from tenfold_tools.testbed.realnode import ensure_images
 from tenfold_tools.testbed.workloads import (
     EMBED_CLIENT,
     SLEEPER,
-    image_by_name,
     install_operator,
+    node_images,
     python_pod,
 )
 
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         bed = testbed_up("demo")
         if not args.keep:
             stack.callback(testbed_down, "demo")
-        images = image_by_name(ensure_images(log=print))
+        images = node_images(bed)
         show(bed.kubectl, "get", "nodes", "-o", "wide")
         banner("operator (helm install) and the MiniLM example")
         pod = serve_example(bed, images)

@@ -8,6 +8,7 @@
 # runtime-cpu  Dockerfile.runtime-cpu on that base         docker.io/tenfold/runtime-cpu:<version>
 # pause        hack/images/pause, one static binary         docker.io/tenfold/pause:<PAUSE_VERSION>
 # coredns      CoreDNS from its Go module                   docker.io/tenfold/coredns:<COREDNS_VERSION>
+# redis        Debian's redis-server on a minbase rootfs     docker.io/tenfold/redis:<DEBIAN_SUITE>
 #
 # Each image is exported, with uncompressed layers (no CPU spent on gzip), to an archive under
 # ${TENFOLD_CACHE:-~/.cache/tenfold}/images/ named by a content key (tools/tenfold_tools/
@@ -44,7 +45,7 @@ say() { echo "build.sh: $*" >&2; }
 
 version="$(images version --pyproject "${repo}/pyproject.toml")"
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(operator runtime-cpu pause coredns)
+[[ ${#targets[@]} -gt 0 ]] || targets=(operator runtime-cpu pause coredns redis)
 results=()
 
 # Replace older archives of one image by the new one (each is up to a few GiB).
@@ -56,35 +57,49 @@ prune() { # name keep
   return 0
 }
 
+# A Debian rootfs tarball of `packages` (comma separated), cached by what it is made of.
+# Sets rootfs_key and rootfs_tar.
+debian_rootfs() { # packages
+  local sources=/etc/apt/sources.list.d/debian.sources
+  [[ -f ${sources} ]] || sources=/etc/apt/sources.list
+  local opts=(--variant=minbase "--include=$1"
+    "--dpkgopt=path-exclude=/usr/share/man/*" "--dpkgopt=path-exclude=/usr/share/locale/*"
+    "--dpkgopt=path-exclude=/usr/share/doc/*" "--dpkgopt=path-include=/usr/share/doc/*/copyright")
+  rootfs_key="$(printf '%s\n' "${DEBIAN_SUITE}" "${opts[@]}" | sha256sum | cut -c1-16)"
+  rootfs_tar="${out}/base-${rootfs_key}.rootfs.tar"
+  if [[ ! -f ${rootfs_tar} ]]; then
+    say "rootfs: mmdebstrap ${DEBIAN_SUITE} ($1)"
+    # The machine's own Debian sources: no mirror is named here.
+    # mmdebstrap picks its output format from the name: keep .tar at the end.
+    mmdebstrap --quiet "${opts[@]}" "${DEBIAN_SUITE}" "${rootfs_tar%.tar}.partial.tar" "${sources}"
+    mv "${rootfs_tar%.tar}.partial.tar" "${rootfs_tar}"
+  fi
+}
+
+# A buildah image of one rootfs tarball, with the usual PATH and `cmd`.
+image_of_rootfs() { # rootfs ref cmd...
+  local rootfs=$1 ref=$2 ctr
+  shift 2
+  ctr="$(bah from scratch)"
+  bah add --quiet "${ctr}" "${rootfs}" / >/dev/null
+  bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --env LANG=C.UTF-8 --cmd "$*" "${ctr}"
+  bah commit --quiet --rm "${ctr}" "${ref}" >/dev/null
+}
+
 base_ref=""
 base_key=""
 ensure_base() {
   [[ -z ${base_ref} ]] || return 0
-  local sources=/etc/apt/sources.list.d/debian.sources
-  [[ -f ${sources} ]] || sources=/etc/apt/sources.list
-  local opts=(--variant=minbase "--include=${BASE_PACKAGES}"
-    "--dpkgopt=path-exclude=/usr/share/man/*" "--dpkgopt=path-exclude=/usr/share/locale/*"
-    "--dpkgopt=path-exclude=/usr/share/doc/*" "--dpkgopt=path-include=/usr/share/doc/*/copyright")
-  base_key="$(printf '%s\n' "${DEBIAN_SUITE}" "${opts[@]}" | sha256sum | cut -c1-16)"
+  local start=${SECONDS}
+  debian_rootfs "${BASE_PACKAGES}"
+  base_key="${rootfs_key}"
   base_ref="localhost/tenfold/base:${base_key}"
   if bah inspect --type image "${base_ref}" >/dev/null 2>&1; then
     return 0
   fi
-  local start=${SECONDS} rootfs="${out}/base-${base_key}.rootfs.tar"
-  if [[ ! -f ${rootfs} ]]; then
-    say "base: mmdebstrap ${DEBIAN_SUITE} (${BASE_PACKAGES})"
-    # The machine's own Debian sources: no mirror is named here.
-    # mmdebstrap picks its output format from the name: keep .tar at the end.
-    mmdebstrap --quiet "${opts[@]}" "${DEBIAN_SUITE}" "${rootfs%.tar}.partial.tar" "${sources}"
-    mv "${rootfs%.tar}.partial.tar" "${rootfs}"
-  fi
-  local ctr
-  ctr="$(bah from scratch)"
-  bah add --quiet "${ctr}" "${rootfs}" / >/dev/null
-  bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    --env LANG=C.UTF-8 --cmd /bin/bash "${ctr}"
-  bah commit --quiet --rm "${ctr}" "${base_ref}" >/dev/null
-  say "base: ${base_ref} in $((SECONDS - start)) s, rootfs $(mib "${rootfs}")"
+  image_of_rootfs "${rootfs_tar}" "${base_ref}" /bin/bash
+  say "base: ${base_ref} in $((SECONDS - start)) s, rootfs $(mib "${rootfs_tar}")"
 }
 
 build_dockerfile() { # name dockerfile
@@ -160,6 +175,23 @@ build_coredns() {
   results+=("IMAGE ${ref} ${archive}")
 }
 
+# Debian's redis-server alone (the operator-managed cache Redis): no Dockerfile, since it
+# is nothing but one package on a minimal rootfs; the pod sets its user and arguments.
+build_redis() {
+  local start=${SECONDS} ref archive
+  debian_rootfs "${REDIS_PACKAGES}"
+  ref="docker.io/tenfold/redis:${DEBIAN_SUITE}"
+  archive="${out}/redis-${DEBIAN_SUITE}-${rootfs_key}.docker.tar"
+  if [[ ! -f ${archive} ]]; then
+    image_of_rootfs "${rootfs_tar}" "${ref}" redis-server
+    bah push --quiet --disable-compression "${ref}" "docker-archive:${archive}.partial:${ref}"
+    mv "${archive}.partial" "${archive}"
+    prune "redis-${DEBIAN_SUITE}" "${archive}"
+  fi
+  say "redis: $((SECONDS - start)) s, archive $(mib "${archive}")"
+  results+=("IMAGE ${ref} ${archive}")
+}
+
 for target in "${targets[@]}"; do
   case "${target}" in
     base) ensure_base ;;
@@ -167,6 +199,7 @@ for target in "${targets[@]}"; do
     runtime-cpu) build_dockerfile runtime-cpu Dockerfile.runtime-cpu ;;
     pause) build_pause ;;
     coredns) build_coredns ;;
+    redis) build_redis ;;
     *) say "unknown image ${target}"; exit 2 ;;
   esac
 done

@@ -83,9 +83,14 @@ def command_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         for service in _services(read_documents(args.file), args.namespace):
             cost = replica_cost(service.spec, catalog)
-            replicas = replicas_to_run(service.spec, cost)
+            to_run = replicas_to_run(service.spec, cost)
             objects += build_plan(
-                service.name, service.namespace, service.spec, replicas=replicas, catalog=catalog
+                service.name,
+                service.namespace,
+                service.spec,
+                replicas=to_run.replicas,
+                surge=to_run.surge,
+                catalog=catalog,
             )
     except InvalidSpecError as invalid:
         _report(args.file, "invalid", invalid.errors, err)

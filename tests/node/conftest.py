@@ -4,6 +4,8 @@ kube-proxy and CoreDNS, running images built from the repository's Dockerfiles.
 - testbed (session): a test bed of its own (pytest-node-<pid>) with the real node; stopped,
   and its node removed, at the end. Only one real node runs on a machine at a time.
 - images (session): the built images by short name ("operator", "runtime-cpu", ...) -> ref.
+- operator (module): the chart installed with the built images; the operator pod's name.
+- make_module_namespace (module): namespaces deleted at the end of the module.
 - kubectl, k8s_api, namespace, make_namespace: from tests/cluster_fixtures.py.
 
 Nothing here skips: a machine that cannot run the node fails `up` with what it lacks.
@@ -19,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tenfold_tools.testbed import Testbed, up
+from tenfold_tools.testbed import Kubectl, Testbed, up
 from tenfold_tools.testbed import down as testbed_down
-from tenfold_tools.testbed.realnode import ensure_images
-from tenfold_tools.testbed.workloads import image_by_name
+from tenfold_tools.testbed.workloads import install_operator, node_images, uninstall_operator
 from tests.cluster_fixtures import (
     SESSION_PREFIX,
+    create_namespace,
     exported,
     k8s_api,
     kubectl,
@@ -76,4 +78,30 @@ def testbed() -> Iterator[Testbed]:
 @pytest.fixture(scope="session")
 def images(testbed: Testbed) -> dict[str, str]:
     """Short name -> reference of each image the test bed's node holds."""
-    return image_by_name(ensure_images(log=lambda _: None))
+    return node_images(testbed)
+
+
+@pytest.fixture(scope="module")
+def operator(testbed: Testbed, images: dict[str, str]) -> Iterator[str]:
+    """The chart installed with the built images; yields the operator pod's name."""
+    pod = install_operator(testbed, images)
+    try:
+        yield pod
+    finally:
+        uninstall_operator(testbed)
+
+
+@pytest.fixture(scope="module")
+def make_module_namespace(kubectl: Kubectl) -> Iterator:
+    """Namespaces that live as long as the module's fixtures (deleted at its end)."""
+    created: list[str] = []
+
+    def make(pod_security: str | None = None) -> str:
+        name = create_namespace(kubectl, "serving", pod_security)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False,
+                timeout=150)  # fmt: skip

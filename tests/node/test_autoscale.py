@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 
+from tenfold.constants import TRITON_HTTP_PORT
 from tenfold_tools.testbed import Kubectl, Testbed
 from tenfold_tools.testbed.node import NodeNetwork
 from tenfold_tools.testbed.realnode import NODE_SLOT
 from tenfold_tools.testbed.workloads import (
+    LOAD_CLIENT,
     SLEEPER,
     install_operator,
     python_pod,
@@ -35,6 +37,7 @@ from tests.cluster_fixtures import create_namespace
 from tests.conftest import load_example
 from tests.e2e.prometheus_support import PrometheusProcess, start_prometheus_with
 from tests.integration.operator_support import get_json, wait_for, wait_ready
+from tests.node.support import write_report
 from tests.node.test_node_basics import wait_pod_ready
 
 NAME = "minilm"
@@ -48,43 +51,6 @@ LOAD_CONCURRENCY = 4
 LOAD_SECONDS = 150
 SCALE_DOWN_STABILIZATION = 30
 SCRAPE = "2s"
-
-# Closed-loop load against Triton through the Service (no cache in the way): prints one
-# JSON line with the requests that succeeded and failed, and p95 latency per 10 s window.
-# Each client opens a new connection every 20 requests, as a crowd of short-lived clients
-# would: kube-proxy spreads connections, so one long-lived connection never reaches a new
-# replica.
-LOAD = """
-import json, sys, threading, time
-import numpy as np
-import tritonclient.http as httpclient
-host, model, seconds, concurrency = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-RECONNECT_EVERY = 20
-start = time.monotonic(); ok = []; failed = [0]; lock = threading.Lock()
-def connect():
-    return httpclient.InferenceServerClient(
-        f"{host}:8000", connection_timeout=10, network_timeout=10)
-def client(i):
-    http = connect(); n = 0
-    while time.monotonic() - start < seconds:
-        n += 1
-        if n % RECONNECT_EVERY == 0:  # kube-proxy balances connections, not requests
-            http.close(); http = connect()
-        text = np.array([[f"load {i} {n} on the real node".encode()]], dtype=object)
-        tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES"); tensor.set_data_from_numpy(text)
-        sent = time.monotonic()
-        try:
-            http.infer(model, [tensor])
-            with lock: ok.append((sent - start, time.monotonic() - sent))
-        except Exception:
-            with lock: failed[0] += 1
-threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-[t.start() for t in threads]; [t.join() for t in threads]
-windows = {}
-for at, latency in ok: windows.setdefault(int(at // 10), []).append(latency)
-p95 = {w * 10: sorted(v)[int(0.95 * (len(v) - 1))] * 1000 for w, v in sorted(windows.items())}
-print(json.dumps({"ok": len(ok), "failed": failed[0], "p95_ms_by_window": p95}))
-"""
 
 
 def prometheus_binary() -> Path:
@@ -211,8 +177,8 @@ def test_load_scales_the_real_deployment_within_the_budget_and_back(
     kubectl_cmd = [str(testbed.binaries.kubectl), f"--kubeconfig={testbed.kubeconfig}"]
     load_started = time.time()
     load = subprocess.Popen(
-        [*kubectl_cmd, "exec", "-n", namespace, "load", "--", "python3", "-c", LOAD,
-         host, NAME, str(LOAD_SECONDS), str(LOAD_CONCURRENCY)],
+        [*kubectl_cmd, "exec", "-n", namespace, "load", "--", "python3", "-c", LOAD_CLIENT,
+         host, NAME, str(LOAD_SECONDS), str(LOAD_CONCURRENCY), str(TRITON_HTTP_PORT)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     seen = {"most_replicas": 1, "most_wanted": 1, "budget_limited": False}
@@ -282,6 +248,4 @@ def test_load_scales_the_real_deployment_within_the_budget_and_back(
         "requests_failed": result["failed"],
         "p95_ms_by_10s_window": result["p95_ms_by_window"],
     }
-    print("autoscale on the real node:", json.dumps(report, indent=2))
-    Path("results").mkdir(exist_ok=True)
-    Path("results/node-autoscale.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report("autoscale on the real node", "node-autoscale.json", report)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +19,14 @@ import pytest
 
 from tenfold_runtime.modeling import embed, load_encoder
 from tenfold_runtime.sources import package_model_dir
-from tenfold_tools.testbed import Kubectl, Testbed
+from tenfold_tools.testbed import Kubectl
 from tenfold_tools.testbed.node import REAL_NODE_NAME
 from tenfold_tools.testbed.workloads import (
     EMBED_CLIENT,
     OPERATOR_NAMESPACE,
     RELEASE,
     SLEEPER,
-    install_operator,
     python_pod,
-    uninstall_operator,
 )
 from tests.conftest import load_example
 from tests.e2e.prometheus_support import ScrapeTarget, start_prometheus
@@ -42,16 +39,6 @@ TEXTS = ["Rendered manifests are only worth what they serve.", "A cat sleeps in 
 
 
 @pytest.fixture(scope="module")
-def operator(testbed: Testbed, images: dict[str, str]) -> Iterator[str]:
-    """The chart installed with the built images; yields the operator pod's name."""
-    pod = install_operator(testbed, images)
-    try:
-        yield pod
-    finally:
-        uninstall_operator(testbed)
-
-
-@pytest.fixture(scope="module")
 def served(kubectl: Kubectl, operator: str, make_module_namespace) -> tuple[str, dict]:
     """examples/minilm-local.yaml applied in a restricted namespace, waited to Ready."""
     namespace = make_module_namespace("restricted")
@@ -59,24 +46,6 @@ def served(kubectl: Kubectl, operator: str, make_module_namespace) -> tuple[str,
     kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(document))
     service = wait_ready(kubectl, namespace, document["metadata"]["name"], SERVING_TIMEOUT)
     return namespace, service
-
-
-@pytest.fixture(scope="module")
-def make_module_namespace(kubectl: Kubectl) -> Iterator:
-    """Namespaces that live as long as the module's fixtures (deleted at its end)."""
-    from tests.cluster_fixtures import create_namespace
-
-    created: list[str] = []
-
-    def make(pod_security: str | None = None) -> str:
-        name = create_namespace(kubectl, "serving", pod_security)
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False,
-                timeout=150)  # fmt: skip
 
 
 def test_the_operator_runs_as_a_pod_of_the_built_image(

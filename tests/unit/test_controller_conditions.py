@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tenfold.api.cost import max_affordable_replicas
 from tenfold.api.resource import parse_spec
 from tenfold.api.status import ConditionStatus, ConditionType
-from tenfold.autoscale.limits import replicas_to_run
+from tenfold.autoscale.limits import ToRun, replicas_to_run, rollout_surge
 from tenfold.controller import conditions as rules
 from tenfold.controller.reconcile import changed_fields
 
@@ -160,9 +162,20 @@ def test_replicas_to_run_is_bounded_and_within_budget():
         }
     )
     assert max_affordable_replicas(spec.budget.hourly_cap(), 0.526) == 3
-    assert replicas_to_run(spec, 0.526) == 3
+    # At the cap a rollout may not start a fourth pod; below it, it may start one.
+    assert replicas_to_run(spec, 0.526) == ToRun(replicas=3, surge=0)
     unscaled = spec.model_copy(update={"replicas": None})
-    assert replicas_to_run(unscaled, 0.526) == 1
+    assert replicas_to_run(unscaled, 0.526) == ToRun(replicas=1, surge=1)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "affordable", "surge"),
+    [(1, None, 1), (1, 2, 1), (2, 2, 0), (0, 0, 0), (0, 1, 1), (3, 3, 0)],
+)
+def test_a_rollout_surges_only_while_the_budget_pays_for_one_more(
+    replicas: int, affordable: int | None, surge: int
+) -> None:
+    assert rollout_surge(replicas, affordable) == surge
 
 
 def test_changed_fields_only():

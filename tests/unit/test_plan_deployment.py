@@ -94,6 +94,11 @@ def test_metadata_selector_and_strategy() -> None:
         "type": "RollingUpdate",
         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
     }
+    at_the_cap = build_deployment("embed", "ns", make_spec(), replicas=2, surge=0)["spec"]
+    assert at_the_cap["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == "8002"
@@ -333,3 +338,12 @@ def test_unset_image_uses_the_operators_default() -> None:
     pod = deployment["spec"]["template"]["spec"]
     images = {c["image"] for c in pod["initContainers"] + pod["containers"]}
     assert images == {"example/runtime:1.2.3"}
+
+
+def test_every_container_behind_the_service_drains_before_it_stops() -> None:
+    """Triton (gRPC) and the sidecar (HTTP) both wait out endpoint removal on termination."""
+    pod = build_deployment("embed", "ns", make_spec(cache={"mode": "memory"}), replicas=1)
+    containers = pod["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["triton", "cache"]
+    for container in containers:
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0

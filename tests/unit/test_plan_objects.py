@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenfold.plan import pod_selector
+from tenfold.controller.config import OperatorConfig
+from tenfold.plan import build_plan, pod_selector
 from tenfold.plan.deployment import build_deployment
 from tenfold.plan.pdb import build_pdb
 from tenfold.plan.redis import (
+    REDIS_IMAGE,
     build_redis_service,
     build_redis_statefulset,
     cache_redis_url,
@@ -109,6 +111,19 @@ def test_redis_statefulset() -> None:
     assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     # Redis pods must never be picked up by the inference Service or PDB.
     assert not SELECTOR.items() <= body["template"]["metadata"]["labels"].items()
+    assert container["image"] == REDIS_IMAGE
+
+
+def test_the_operators_redis_image_reaches_the_statefulset() -> None:
+    spec = make_spec(cache={"mode": "redis"})
+    objects = build_plan("embed", "ns", spec, replicas=1, redis_image="example/redis:7")
+    (statefulset,) = [o for o in objects if o["kind"] == "StatefulSet"]
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "example/redis:7"
+    assert OperatorConfig.from_env({"TENFOLD_REDIS_IMAGE": "example/redis:7"}).redis_image == (
+        "example/redis:7"
+    )
+    assert OperatorConfig.from_env({}).redis_image == REDIS_IMAGE
 
 
 def test_redis_service_selects_redis_pods() -> None:

@@ -11,6 +11,7 @@ import pytest
 from tenfold_tools.testbed.layout import TestbedError
 from tenfold_tools.testbed.node import (
     CLUSTER_DNS_IP,
+    REAL_NODE_NAME,
     KubeletPaths,
     NodeNetwork,
     cni_conflist,
@@ -19,6 +20,7 @@ from tenfold_tools.testbed.node import (
     kube_proxy_config,
     kubelet_args,
     kubelet_config,
+    local_storage_objects,
 )
 from tenfold_tools.testbed.realnode import image_ref, parse_image_lines
 
@@ -118,3 +120,16 @@ def test_gpu_nodes_are_tainted_only_beside_a_real_node() -> None:
     assert gpu_nodes and all(n["spec"]["taints"] == [GPU_TAINT] for n in gpu_nodes)
     assert all(not n["spec"] for n in tainted if n not in gpu_nodes)
     assert all(not n["spec"] for n in build_nodes(pools))
+
+
+def test_local_volumes_bind_on_the_real_node_when_a_pod_lands_there() -> None:
+    storage_class, *volumes = local_storage_objects(["/v/pv-0", "/v/pv-1"])
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    annotations = storage_class["metadata"]["annotations"]
+    assert annotations["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert [v["spec"]["local"]["path"] for v in volumes] == ["/v/pv-0", "/v/pv-1"]
+    assert len({v["metadata"]["name"] for v in volumes}) == 2
+    for volume in volumes:
+        (term,) = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+        assert term["matchExpressions"][0]["values"] == [REAL_NODE_NAME]
+        assert volume["spec"]["storageClassName"] == storage_class["metadata"]["name"]

@@ -47,11 +47,32 @@ def scale_target(spec: InferenceServiceSpec) -> int:
     return spec.replicas if spec.replicas is not None else spec.autoscaling.min_replicas
 
 
-def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> int:
-    """Replicas the Deployment gets: the scale target, within the limits.
+@dataclass(frozen=True)
+class ToRun:
+    """What the Deployment gets: its replicas, and the extra pods a rollout may start."""
+
+    replicas: int
+    surge: int
+
+
+def rollout_surge(replicas: int, affordable: int | None) -> int:
+    """Extra pods a rolling update may start beside `replicas`: one while the budget pays
+    for one more replica, else none.
+
+    A surge pod runs (and is paid for) beside the pod it replaces until it is Ready, so at
+    the cap the pods are replaced in place instead, one at a time: the budget holds in every
+    state, at the price of one replica's capacity during the rollout (and, for a single
+    replica at the cap, a moment with no Ready pod).
+    """
+    return 1 if affordable is None or replicas < affordable else 0
+
+
+def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> ToRun:
+    """Replicas the Deployment gets: the scale target, within the limits, and its surge.
 
     In auto and recommend modes the bounds apply to manual scaling too; in off mode only
     the budget does.
     """
     affordable = max_affordable_replicas(spec.budget.hourly_cap(), cost_per_replica)
-    return limit_replicas(scale_target(spec), spec.autoscaling, affordable).replicas
+    replicas = limit_replicas(scale_target(spec), spec.autoscaling, affordable).replicas
+    return ToRun(replicas=replicas, surge=rollout_surge(replicas, affordable))

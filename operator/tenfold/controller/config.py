@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tenfold.autoscale.loop import AutoscaleSettings
-from tenfold.plan import DEFAULT_RUNTIME_IMAGE
+from tenfold.plan import DEFAULT_RUNTIME_IMAGE, REDIS_IMAGE
 
 DEFAULT_METRICS_PORT = 9102
 
@@ -25,6 +25,7 @@ class OperatorConfig:
     prices_configmap: str = "tenfold-gpu-prices"
     tick_seconds: float = 5.0
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    redis_image: str = REDIS_IMAGE
     metrics_port: int = DEFAULT_METRICS_PORT
     autoscale: AutoscaleSettings = field(default_factory=AutoscaleSettings)
 
@@ -33,7 +34,8 @@ class OperatorConfig:
         """Settings from the environment; each variable that is unset keeps its default.
 
         TENFOLD_NAMESPACE, TENFOLD_PRICES_CONFIGMAP, TENFOLD_TICK_SECONDS (status refresh),
-        TENFOLD_RUNTIME_IMAGE, TENFOLD_METRICS_PORT; the autoscaler's TENFOLD_PROMETHEUS_URL,
+        TENFOLD_RUNTIME_IMAGE, TENFOLD_REDIS_IMAGE, TENFOLD_METRICS_PORT; the autoscaler's
+        TENFOLD_PROMETHEUS_URL,
         TENFOLD_AUTOSCALE_TICK_SECONDS (else the status tick), TENFOLD_METRICS_MAX_AGE_SECONDS,
         TENFOLD_RATE_WINDOW, TENFOLD_PROMETHEUS_TIMEOUT_SECONDS, TENFOLD_CAPACITY_PER_REPLICA.
         """
@@ -58,6 +60,7 @@ class OperatorConfig:
             prices_configmap=env.get("TENFOLD_PRICES_CONFIGMAP", base.prices_configmap),
             tick_seconds=tick,
             runtime_image=env.get("TENFOLD_RUNTIME_IMAGE", base.runtime_image),
+            redis_image=env.get("TENFOLD_REDIS_IMAGE", base.redis_image),
             metrics_port=int(env.get("TENFOLD_METRICS_PORT", base.metrics_port)),
             autoscale=autoscale,
         )

@@ -84,15 +84,18 @@ def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, An
     """Apply the plan for the service; returns the status fields it settles."""
     catalog = load_catalog()
     cost = replica_cost(service.spec, catalog, cluster_prices(config))
-    replicas = replicas_to_run(service.spec, cost)
+    to_run = replicas_to_run(service.spec, cost)
+    replicas = to_run.replicas
     objects = build_plan(
         service.name,
         service.namespace,
         service.spec,
         replicas=replicas,
+        surge=to_run.surge,
         uid=service.uid,
         catalog=catalog,
         default_image=config.runtime_image,
+        redis_image=config.redis_image,
     )
     apply.apply_objects(objects)
     apply.prune_children(service.name, service.namespace, objects)

@@ -14,7 +14,12 @@ from tenfold.plan.deployment import DEFAULT_RUNTIME_IMAGE, build_deployment
 from tenfold.plan.labels import child_selector, pod_selector, with_owner
 from tenfold.plan.pdb import build_pdb
 from tenfold.plan.prepare_spec import build_prepare_spec
-from tenfold.plan.redis import build_redis_service, build_redis_statefulset, wants_managed_redis
+from tenfold.plan.redis import (
+    REDIS_IMAGE,
+    build_redis_service,
+    build_redis_statefulset,
+    wants_managed_redis,
+)
 from tenfold.plan.render import render_yaml
 from tenfold.plan.service import build_service
 from tenfold.plan.service_monitor import build_service_monitor
@@ -23,6 +28,7 @@ from tenfold.plan.triton_config import build_triton_config
 __all__ = [
     "CHILD_KINDS",
     "DEFAULT_RUNTIME_IMAGE",
+    "REDIS_IMAGE",
     "build_config_data",
     "build_plan",
     "build_prepare_spec",
@@ -50,15 +56,18 @@ def build_plan(
     spec: InferenceServiceSpec,
     *,
     replicas: int,
+    surge: int = 1,
     uid: str | None = None,
     catalog: GpuCatalog | None = None,
     default_image: str = DEFAULT_RUNTIME_IMAGE,
+    redis_image: str = REDIS_IMAGE,
 ) -> list[dict[str, Any]]:
     """Every object of InferenceService `name`, in apply order.
 
     Order: ConfigMap, [Redis Service, Redis StatefulSet], Service, Deployment,
     PodDisruptionBudget, [ServiceMonitor]; what the pods mount or call comes first.
-    With `uid`, each object is owned by the InferenceService.
+    With `uid`, each object is owned by the InferenceService. `surge`: the pods a rollout
+    may start beside `replicas` (autoscale.limits.rollout_surge: 0 at the budget's cap).
     """
     catalog = catalog or load_catalog()
     config_map = build_config_map(name, namespace, spec)
@@ -66,7 +75,7 @@ def build_plan(
     if wants_managed_redis(spec):
         objects += [
             build_redis_service(name, namespace, spec),
-            build_redis_statefulset(name, namespace, spec),
+            build_redis_statefulset(name, namespace, spec, redis_image),
         ]
     objects += [
         build_service(name, namespace, spec),
@@ -75,6 +84,7 @@ def build_plan(
             namespace,
             spec,
             replicas=replicas,
+            surge=surge,
             catalog=catalog,
             hash_of_config=config_hash(config_map["data"]),
             default_image=default_image,

@@ -111,6 +111,7 @@ def build_deployment(
     spec: InferenceServiceSpec,
     *,
     replicas: int,
+    surge: int = 1,
     catalog: GpuCatalog | None = None,
     hash_of_config: str | None = None,
     default_image: str = DEFAULT_RUNTIME_IMAGE,
@@ -134,10 +135,11 @@ def build_deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector_labels(name)},
-            # Never drop below the serving replicas: a new pod must be ready first.
+            # With a surge pod, never drop below the serving replicas: a new pod must be
+            # Ready first. Without one (the budget's cap), replace the pods one at a time.
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                "rollingUpdate": {"maxUnavailable": 1 - surge, "maxSurge": surge},
             },
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": annotations},
@@ -328,6 +330,9 @@ def _cache_container(
         # /healthz, not /readyz: Triton's own probe already gates the pod on Triton.
         "readinessProbe": _http_probe("/healthz", "cache-http", 5, 3),
         "livenessProbe": _http_probe("/healthz", "cache-http", 10, 3),
+        # The Service's HTTP port is the sidecar's: it must keep answering, like Triton,
+        # until endpoints and proxies have stopped sending to a terminating pod.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
         "resources": {
             "requests": {"cpu": "100m", "memory": memory},
             "limits": {"memory": memory},

@@ -14,6 +14,7 @@ from tenfold.plan.security import (
     tmp_volume,
 )
 
+# The default managed Redis; the operator's TENFOLD_REDIS_IMAGE (chart: redisImage) wins.
 REDIS_IMAGE = "redis:7.4"
 REDIS_PORT = 6379
 # The official image's `redis` user.
@@ -56,7 +57,7 @@ def build_redis_service(name: str, namespace: str, spec: InferenceServiceSpec) -
 
 
 def build_redis_statefulset(
-    name: str, namespace: str, spec: InferenceServiceSpec
+    name: str, namespace: str, spec: InferenceServiceSpec, image: str = REDIS_IMAGE
 ) -> dict[str, Any]:
     """StatefulSet `<name>-redis`: one Redis with appendonly persistence on its own volume."""
     labels = redis_labels(name)
@@ -80,7 +81,7 @@ def build_redis_statefulset(
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(REDIS_UID),
                     "terminationGracePeriodSeconds": 30,
-                    "containers": [_redis_container(spec)],
+                    "containers": [_redis_container(spec, image)],
                     "volumes": [tmp_volume("64Mi")],
                 },
             },
@@ -111,12 +112,12 @@ def redis_args(spec: InferenceServiceSpec) -> list[str]:
     ]
 
 
-def _redis_container(spec: InferenceServiceSpec) -> dict[str, Any]:
+def _redis_container(spec: InferenceServiceSpec, image: str) -> dict[str, Any]:
     memory = f"{(spec.cache.max_bytes + _OVERHEAD_BYTES + _MI - 1) // _MI}Mi"
     ping = {"exec": {"command": ["redis-cli", "-p", str(REDIS_PORT), "ping"]}}
     return {
         "name": "redis",
-        "image": REDIS_IMAGE,
+        "image": image,
         "command": ["redis-server"],
         "args": redis_args(spec),
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],

@@ -31,7 +31,12 @@ from tenfold_tools.testbed.layout import (
     Versions,
     load_versions,
 )
-from tenfold_tools.testbed.node import REAL_NODE_NAME, NodeNetwork, coredns_objects
+from tenfold_tools.testbed.node import (
+    REAL_NODE_NAME,
+    NodeNetwork,
+    coredns_objects,
+    local_storage_objects,
+)
 from tenfold_tools.testbed.nodes import TESTBED_LABEL, build_nodes, load_pools
 
 # Start order; `down` stops them the other way round, so etcd outlives the apiserver.
@@ -483,7 +488,7 @@ def load(name: str = DEFAULT_NAME) -> Testbed:
 
 def start_real_node(testbed: Testbed, data: dict[str, Any], timings: Timings, log: Log) -> None:
     """Start containerd, import the images, start the kubelet and kube-proxy, wait until
-    the node is Ready, then run cluster DNS on it."""
+    the node is Ready, then run cluster DNS on it and offer its local volumes."""
     state, binaries = testbed.state, testbed.binaries
     dirs = realnode.NodeDirs(state)
     network = NodeNetwork(realnode.NODE_SLOT)
@@ -496,6 +501,8 @@ def start_real_node(testbed: Testbed, data: dict[str, Any], timings: Timings, lo
     with timings.phase("images"):
         images = realnode.ensure_images(log)
         realnode.import_images(dirs, images, log)
+        # What the node holds: later callers use these, not a rebuild of a changed tree.
+        data["images"] = sorted(images)
     with timings.phase("kubelet"):
         pids = {c: _start(state, data, c, argv[c]) for c in ("kubelet", "kube-proxy")}
 
@@ -512,6 +519,10 @@ def start_real_node(testbed: Testbed, data: dict[str, Any], timings: Timings, lo
         testbed.kubectl("apply", "-f", "-", input=json.dumps(manifest))
         testbed.kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns",
                         "--timeout=120s", timeout=130)  # fmt: skip
+    with timings.phase("storage"):
+        volumes = local_storage_objects(realnode.make_local_volumes(dirs))
+        manifest = {"apiVersion": "v1", "kind": "List", "items": volumes}
+        testbed.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
 
 def up(name: str = DEFAULT_NAME, log: Log = print, *, real_node: bool = True) -> Testbed:
@@ -592,7 +603,8 @@ def down(name: str = DEFAULT_NAME, log: Log = print) -> None:
 
 
 def status(name: str = DEFAULT_NAME) -> dict[str, Any]:
-    """Per-component pid and liveness, the server URL and apiserver readiness."""
+    """Per-component pid and liveness, the server URL, apiserver readiness and the images
+    the real node was given at `up` (references)."""
     state = StateDir.named(name)
     data = _read_state(state)
     if data is None:
@@ -605,6 +617,7 @@ def status(name: str = DEFAULT_NAME) -> dict[str, Any]:
         "server": data["server"],
         "kubeconfig": str(state.kubeconfig),
         "versions": data["versions"],
+        "images": data.get("images", []),
         "components": {c: {"pid": p, "running": procs.is_ours(p, marker)} for c, p in pids.items()},
     }
 

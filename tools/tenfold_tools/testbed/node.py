@@ -246,6 +246,48 @@ def kube_proxy_config(network: NodeNetwork, kubeconfig: Path) -> dict[str, Any]:
     }
 
 
+# The default StorageClass of the real node: local volumes made ahead of time, as a
+# cluster without a dynamic provisioner (or the local static provisioner) offers them.
+LOCAL_STORAGE_CLASS: Final = "local"
+LOCAL_VOLUME_SIZE: Final = "2Gi"
+
+
+def local_storage_objects(paths: list[str]) -> list[dict[str, Any]]:
+    """A default StorageClass with no provisioner, and one local PersistentVolume per path
+    on the real node. Claims bind when their pod is scheduled (WaitForFirstConsumer), so a
+    claim never binds to a volume on a node its pod cannot run on."""
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": LOCAL_STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Retain",
+    }
+    hostname = {"key": "kubernetes.io/hostname", "operator": "In", "values": [REAL_NODE_NAME]}
+    on_the_node = {"nodeSelectorTerms": [{"matchExpressions": [hostname]}]}
+    volumes = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{REAL_NODE_NAME}-local-{index}"},
+            "spec": {
+                "capacity": {"storage": LOCAL_VOLUME_SIZE},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": LOCAL_STORAGE_CLASS,
+                "local": {"path": path},
+                "nodeAffinity": {"required": on_the_node},
+            },
+        }
+        for index, path in enumerate(paths)
+    ]
+    return [storage_class, *volumes]
+
+
 def coredns_objects(image: str) -> list[dict[str, Any]]:
     """CoreDNS as cluster DNS: its RBAC, a Deployment on the real node and the kube-dns
     Service at CLUSTER_DNS_IP. It listens on 1053, so it needs no capability to bind."""

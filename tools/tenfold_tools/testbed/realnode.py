@@ -102,6 +102,11 @@ class NodeDirs:
         return self.root / "cni" / "ipam"
 
     @property
+    def local_volumes(self) -> Path:
+        """The folders behind the node's local PersistentVolumes."""
+        return self.root / "volumes"
+
+    @property
     def pod_logs(self) -> Path:
         """Container logs (what `kubectl logs` reads through the kubelet)."""
         return self.root / "pod-logs"
@@ -266,6 +271,26 @@ def cgroup_dirs() -> list[Path]:
         for path in sorted(CGROUP_FS.iterdir())
         if (path / "cgroup.procs").exists()
     ]
+
+
+# Local PersistentVolumes made at `up`: the managed Redis of a few services at a time.
+LOCAL_VOLUME_COUNT = 6
+
+
+def make_local_volumes(dirs: NodeDirs, count: int = LOCAL_VOLUME_COUNT) -> list[str]:
+    """Empty folders for the node's local PersistentVolumes; returns their paths.
+
+    World-writable, as a fresh disk's mount point would be made for any pod's user: the
+    kubelet also applies the pod's fsGroup to local volumes, but a folder the pod's user
+    cannot enter would fail before that.
+    """
+    paths = []
+    for index in range(count):
+        folder = dirs.local_volumes / f"pv-{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o777)
+        paths.append(str(folder))
+    return paths
 
 
 def make_cgroup_root() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterable
 from typing import Any, Final
 
-from tenfold_tools.testbed.cluster import Testbed
+from tenfold_tools.testbed.cluster import Testbed, status
 from tenfold_tools.testbed.layout import REPO_ROOT, TestbedError
 
 OPERATOR_NAMESPACE: Final = "tenfold-system"
@@ -48,6 +49,54 @@ print(json.dumps({"http": over_http.tolist(), "grpc": over_grpc.tolist()}))
 """
 
 
+# Closed-loop load through a Service from a client pod (its image has tritonclient):
+#   python3 -c LOAD_CLIENT <host> <model> <seconds> <concurrency> <port>
+# Sends one new text per request (nothing a cache could answer) for `seconds`, or, when
+# seconds <= 0, until its stdin closes (`kubectl exec -i`: the caller decides when the load
+# ends). Prints one JSON line: requests that succeeded and failed, the first errors, and p95
+# latency per 10 s window. Each client opens a new connection every 20 requests, as a crowd
+# of short-lived clients would: kube-proxy spreads connections, so one long-lived connection
+# never reaches a new replica.
+LOAD_CLIENT: Final = """
+import json, sys, threading, time
+import numpy as np
+import tritonclient.http as httpclient
+host, model, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+concurrency, port = int(sys.argv[4]), int(sys.argv[5])
+RECONNECT_EVERY = 20
+start = time.monotonic(); ok = []; errors = []; lock = threading.Lock(); done = threading.Event()
+if seconds <= 0:
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+def running():
+    return not done.is_set() and (seconds <= 0 or time.monotonic() - start < seconds)
+def connect():
+    return httpclient.InferenceServerClient(
+        f"{host}:{port}", connection_timeout=10, network_timeout=10)
+def client(i):
+    http = connect(); n = 0
+    while running():
+        n += 1
+        if n % RECONNECT_EVERY == 0:  # kube-proxy balances connections, not requests
+            http.close(); http = connect()
+        text = np.array([[f"load {i} {n} on the real node".encode()]], dtype=object)
+        tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES"); tensor.set_data_from_numpy(text)
+        sent = time.monotonic()
+        try:
+            http.infer(model, [tensor])
+            with lock: ok.append((sent - start, time.monotonic() - sent))
+        except Exception as error:
+            with lock: errors.append(f"{sent - start:.1f}s {type(error).__name__}: {error}")
+            http.close(); http = connect()
+threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+[t.start() for t in threads]; [t.join() for t in threads]
+windows = {}
+for at, latency in ok: windows.setdefault(int(at // 10), []).append(latency)
+p95 = {w * 10: sorted(v)[int(0.95 * (len(v) - 1))] * 1000 for w, v in sorted(windows.items())}
+print(json.dumps({"ok": len(ok), "failed": len(errors), "errors": errors[:10],
+                  "p95_ms_by_window": p95}))
+"""
+
+
 def python_pod(
     name: str, image: str, code: str, labels: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -71,9 +120,19 @@ def python_pod(
     }
 
 
-def image_by_name(images: dict[str, Any]) -> dict[str, str]:
+def image_by_name(images: Iterable[str]) -> dict[str, str]:
     """Short name ("operator", "runtime-cpu") -> full reference."""
     return {ref.rsplit(":", 1)[0].rsplit("/", 1)[-1]: ref for ref in images}
+
+
+def node_images(testbed: Testbed) -> dict[str, str]:
+    """Short name -> reference of the images the test bed's node was given at `up`: what
+    its pods run, even when the tree has changed since (a rebuild would not reach the node
+    before the next `up`)."""
+    refs = status(testbed.name)["images"]
+    if not refs:
+        raise TestbedError(f"test bed {testbed.name!r} has no real node; start it with one")
+    return image_by_name(refs)
 
 
 def helm(testbed: Testbed, *args: str, timeout: float = 300) -> str:
@@ -92,11 +151,13 @@ def install_operator(testbed: Testbed, images: dict[str, str], *extra: str) -> s
     """
     operator_repo, operator_tag = images["operator"].rsplit(":", 1)
     runtime_repo, runtime_tag = images["runtime-cpu"].rsplit(":", 1)
+    redis_repo, redis_tag = images["redis"].rsplit(":", 1)
     helm(testbed, "install", RELEASE, str(CHART), "-n", OPERATOR_NAMESPACE,
          "--create-namespace", "--wait", "--timeout=240s",
          f"--set=image.repository={operator_repo}", f"--set=image.tag={operator_tag}",
          "--set=image.pullPolicy=Never", f"--set=runtimeImage.repository={runtime_repo}",
-         f"--set=runtimeImage.tag={runtime_tag}", *extra)  # fmt: skip
+         f"--set=runtimeImage.tag={runtime_tag}", f"--set=redisImage.repository={redis_repo}",
+         f"--set=redisImage.tag={redis_tag}", *extra)  # fmt: skip
     pods = json.loads(
         testbed.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "json").stdout
     )["items"]
