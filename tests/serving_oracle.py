@@ -15,6 +15,21 @@ SERVED = {("embedding", "huggingface", b) for b in ("python", "pytorch", "onnxru
 FITTING = {"embedding": {"cosine"}, "classification": {"top1Agreement", "logitMSE"}}
 GPU_ONLY = {"tensorrt", "vllm"}
 MATRIX = list(product(Task, ModelFormat, Backend, GuardMetric, ("cpu", "L4")))
+# Served on no device: fp8 and int4 failed prepare on an H200 (tools/tenfold_tools/gpu_check.py).
+NOT_SERVED_PRECISIONS = {"fp8", "int4"}
+# What each GPU's hardware runs, of the precisions tenfold serves (the catalog's facts).
+HARDWARE = {
+    "cpu": {"fp32", "fp16", "bf16", "int8", "mixed"},
+    "T4": {"fp32", "fp16", "int8", "mixed"},
+    "L4": {"fp32", "fp16", "bf16", "int8", "mixed"},
+    "H200": {"fp32", "fp16", "bf16", "int8", "mixed"},
+}
+PRECISION_MATRIX = [
+    (gpu, precision, fallback)
+    for gpu in HARDWARE
+    for precision in ("fp32", "bf16", "int8", "fp8", "int4")
+    for fallback in ([], ["mixed", "fp16", "fp32"], ["fp8", "fp32"], ["int4"], ["fp8", "int4"])
+]
 
 
 def expected_fields(task: str, fmt: str, backend: str, metric: str, gpu: str) -> set[str]:
@@ -39,3 +54,20 @@ def spec_of(task: str, fmt: str, backend: str, metric: str, gpu: str) -> dict:
         "quantization": {"guard": {"metric": metric}},
         "hardware": {"gpuType": gpu, "gpusPerReplica": 0 if gpu == "cpu" else 1},
     }
+
+
+def precision_fields(gpu: str, precision: str, fallback: list[str]) -> set[str]:
+    """The fields a spec with this precision and fallback ladder must be refused on."""
+    fields = set()
+    if precision in NOT_SERVED_PRECISIONS or precision not in HARDWARE[gpu]:
+        fields.add("spec.quantization.precision")
+    if NOT_SERVED_PRECISIONS & set(fallback):
+        fields.add("spec.quantization.guard.fallback")
+    return fields
+
+
+def precision_spec_of(gpu: str, precision: str, fallback: list[str]) -> dict:
+    """A served embedding spec on `gpu` with this precision and fallback ladder."""
+    spec = spec_of("embedding", "huggingface", "python", "cosine", gpu)
+    spec["quantization"] = {"precision": precision, "guard": {"fallback": fallback}}
+    return spec

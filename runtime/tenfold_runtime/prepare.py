@@ -233,9 +233,8 @@ class GuardWorkbench:
         """Convert to `precision`, measure it and judge it; failures become rejections."""
         started = time.monotonic()
         try:
-            quantize.check_supported(
-                precision, self.device, self.int8_scheme, **quantize.probe_device(self.device)
-            )
+            quantize.check_device(self.device)
+            quantize.check_supported(precision, self.device, self.int8_scheme)
             if self.target is not None:
                 export.check_exportable(self.target.backend, precision)
             keep = self.keep_for_mixed() if precision is Precision.MIXED else []
@@ -300,7 +299,13 @@ def check_servable(spec: PrepareSpec) -> None:
     catches a spec written by hand or by an operator older than the runtime.
     """
     refused = SERVING.refusals(
-        spec.task, spec.format, spec.backend, spec.guard.metric, gpu=spec.device != "cpu"
+        spec.task,
+        spec.format,
+        spec.backend,
+        spec.guard.metric,
+        gpu=spec.device != "cpu",
+        precision=spec.precision,
+        fallback=spec.guard.fallback,
     )
     if refused:
         reasons = "; ".join(f"spec{r.field_path}: {r.reason}" for r in refused)

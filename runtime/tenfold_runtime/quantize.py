@@ -1,17 +1,19 @@
-"""Precision conversion of a torch model: fp32, fp16, bf16, int8 (three schemes), mixed, int4/fp8.
+"""Precision conversion of a torch model: fp32, fp16, bf16, int8 (three schemes) and mixed.
+
+fp8 and int4 are not served (api/serving.py says why, from a GPU run), so prepare refuses
+them before anything here runs.
 
 int8 on CPU uses torch's dynamic quantization kernels (fbgemm/x86): weights are stored as int8
 and activations are quantized per batch at run time, which is what makes int8 faster here. Per
 channel weight scales are the default because one scale per tensor measurably hurts MiniLM
 (see docs/benchmarks.md). Weight-only int8 stores int8 weights and computes in floating point:
-it saves memory on any device (the only int8 path on CUDA without extra packages).
+it saves memory on any device (the int8 path on CUDA).
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
-import importlib.util
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +25,7 @@ from torch.ao.nn.quantized import dynamic as qdynamic
 from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
 
 from tenfold.api.enums import Precision
+from tenfold.api.serving import SERVING
 
 log = logging.getLogger(__name__)
 
@@ -39,61 +42,29 @@ class Int8Scheme(StrEnum):
     WEIGHT_ONLY = "weight-only"  # int8 weights per channel, compute in float
 
 
-# Minimum CUDA compute capability with fp8 tensor cores (Ada / Hopper).
-FP8_MIN_CAPABILITY = (8, 9)
-
-
 def default_int8_scheme(device: str) -> Int8Scheme:
     """Dynamic int8 kernels exist only on CPU; on CUDA int8 means weight-only."""
     return Int8Scheme.DYNAMIC if device == "cpu" else Int8Scheme.WEIGHT_ONLY
 
 
-def check_supported(
-    precision: Precision,
-    device: str,
-    int8_scheme: Int8Scheme,
-    *,
-    cuda_capability: tuple[int, int] | None = None,
-    has_torchao: bool = False,
-) -> None:
-    """Raise UnsupportedPrecisionError when `precision` cannot run on `device`.
-
-    Pure: the caller passes what it knows about the hardware, so the rules are unit-tested.
-    """
+def check_supported(precision: Precision, device: str, int8_scheme: Int8Scheme) -> None:
+    """Raise UnsupportedPrecisionError when `precision` cannot run on `device` (pure)."""
     if device not in ("cpu", "cuda"):
         raise UnsupportedPrecisionError(f"unknown device {device!r}: expected cpu or cuda")
+    if not SERVING.precision_served(precision):
+        raise UnsupportedPrecisionError(SERVING.precision_messages()[str(precision)])
     uses_int8 = precision in (Precision.INT8, Precision.MIXED)
     if uses_int8 and device == "cuda" and int8_scheme is not Int8Scheme.WEIGHT_ONLY:
         raise UnsupportedPrecisionError(
             f"int8 scheme {int8_scheme} uses torch's CPU-only dynamic kernels; "
             f"on cuda use {Int8Scheme.WEIGHT_ONLY}"
         )
-    if precision not in (Precision.INT4, Precision.FP8):
-        return
-    if device == "cpu":
-        raise UnsupportedPrecisionError(
-            f"{precision} needs a CUDA GPU (no {precision} kernels on CPU); "
-            "choose int8, mixed, bf16 or fp32 for CPU serving"
-        )
-    if precision is Precision.FP8 and (cuda_capability or (0, 0)) < FP8_MIN_CAPABILITY:
-        raise UnsupportedPrecisionError(
-            f"fp8 needs compute capability >= {FP8_MIN_CAPABILITY}, this GPU has {cuda_capability}"
-        )
-    if not has_torchao:
-        raise UnsupportedPrecisionError(f"{precision} needs the torchao package in the image")
 
 
-def probe_device(device: str) -> dict[str, object]:
-    """What `check_supported` needs to know about this machine (I/O: asks torch)."""
-    capability = None
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise UnsupportedPrecisionError("device cuda requested but torch sees no CUDA GPU")
-        capability = torch.cuda.get_device_capability()
-    return {
-        "cuda_capability": capability,
-        "has_torchao": importlib.util.find_spec("torchao") is not None,
-    }
+def check_device(device: str) -> None:
+    """Raise UnsupportedPrecisionError when `device` is cuda and torch sees no GPU (I/O)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UnsupportedPrecisionError("device cuda requested but torch sees no CUDA GPU")
 
 
 def linear_names(model: nn.Module) -> list[str]:
@@ -158,22 +129,6 @@ def to_int8(model: nn.Module, scheme: Int8Scheme, keep: Iterable[str] = ()) -> n
     return result
 
 
-def _torchao_quantize(model: nn.Module, precision: Precision) -> nn.Module:
-    """int4 weight-only or fp8 dynamic through torchao (CUDA only; checked before)."""
-    from torchao.quantization import (  # an optional package: import only when asked for
-        Float8DynamicActivationFloat8WeightConfig,
-        Int4WeightOnlyConfig,
-        quantize_,
-    )
-
-    result = copy.deepcopy(model).to(torch.bfloat16)
-    if precision is Precision.INT4:
-        quantize_(result, Int4WeightOnlyConfig())
-    else:
-        quantize_(result, Float8DynamicActivationFloat8WeightConfig())
-    return result
-
-
 def convert(
     model: nn.Module,
     precision: Precision,
@@ -195,7 +150,7 @@ def convert(
         return to_int8(model, int8_scheme)
     if precision is Precision.MIXED:
         return to_int8(model, int8_scheme, keep)
-    return _torchao_quantize(model, precision)
+    raise UnsupportedPrecisionError(SERVING.precision_messages()[str(precision)])
 
 
 def layer_sensitivity(

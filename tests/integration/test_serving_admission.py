@@ -17,11 +17,18 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tenfold import constants
-from tenfold.api.enums import Backend, ModelFormat, Task
+from tenfold.api.enums import Backend, ModelFormat, Precision, Task
 from tenfold.api.serving import SERVING
 from tenfold_tools.testbed import Kubectl
 from tests.integration.operator_support import install_crd
-from tests.serving_oracle import FITTING, expected_fields, spec_of
+from tests.serving_oracle import (
+    FITTING,
+    PRECISION_MATRIX,
+    expected_fields,
+    precision_fields,
+    precision_spec_of,
+    spec_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +48,18 @@ def dry_run_causes(
 ) -> dict[str, str]:
     """Create a service with these choices (server-side dry run); field -> the apiserver's
     message, empty when it is accepted."""
+    return dry_run_spec(api, namespace, "-".join(choice), spec_of(*choice))
+
+
+def dry_run_spec(
+    api: client.CustomObjectsApi, namespace: str, name: str, spec: dict[str, Any]
+) -> dict[str, str]:
+    """Create a service with this spec (server-side dry run); field -> message."""
     body = {
         "apiVersion": f"{constants.API_GROUP}/{constants.API_VERSION}",
         "kind": constants.KIND,
-        "metadata": {"name": "-".join(choice).lower()[:63].rstrip("-")},
-        "spec": spec_of(*choice),
+        "metadata": {"name": name.lower()[:63].rstrip("-")},
+        "spec": spec,
     }
     try:
         api.create_namespaced_custom_object(
@@ -107,3 +121,27 @@ def test_apiserver_says_why_in_the_tables_words(
 ):
     causes = dry_run_causes(custom_api, namespace, choice)
     assert words in causes[field], causes
+
+
+def test_apiserver_refuses_fp8_and_int4_on_every_gpu(
+    crd: None, custom_api: client.CustomObjectsApi, namespace: str
+):
+    wrong = []
+    for index, (gpu, precision, fallback) in enumerate(PRECISION_MATRIX):
+        spec = precision_spec_of(gpu, precision, fallback)
+        causes = dry_run_spec(custom_api, namespace, f"p{index}", spec)
+        want = precision_fields(gpu, precision, fallback)
+        if set(causes) != want:
+            wrong.append(f"{gpu} {precision} {fallback}: refused on {sorted(causes)}, want {want}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_apiserver_names_the_evidence_for_fp8_and_int4(
+    crd: None, custom_api: client.CustomObjectsApi, namespace: str
+):
+    spec = precision_spec_of("H200", "fp8", ["int4", "fp16", "fp8"])
+    causes = dry_run_spec(custom_api, namespace, "fp8-on-h200", spec)
+    fp8, int4 = (SERVING.precision_messages()[str(p)] for p in (Precision.FP8, Precision.INT4))
+    # The apiserver puts `Invalid value: "object": ` before the rule's message.
+    assert causes["spec.quantization.precision"].endswith(f": {fp8}")
+    assert causes["spec.quantization.guard.fallback"].endswith(f": {fp8}; {int4}")

@@ -14,14 +14,22 @@ import pytest
 import yaml
 
 from tenfold.api.catalog import load_catalog
-from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Task
+from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
 from tenfold.api.prepare import PrepareSpec
 from tenfold.api.resource import InvalidSpecError, parse_spec
 from tenfold.api.rules import build_rules, serving_rules
 from tenfold.api.serving import SERVING, ServedPath, ServingTable
 from tenfold.cli import EXIT_INVALID, main
 from tenfold_runtime.prepare import PrepareError, check_servable
-from tests.serving_oracle import MATRIX, SERVED, expected_fields, spec_of
+from tests.serving_oracle import (
+    MATRIX,
+    PRECISION_MATRIX,
+    SERVED,
+    expected_fields,
+    precision_fields,
+    precision_spec_of,
+    spec_of,
+)
 
 
 def refused_fields(spec: dict) -> dict[str, list[str]]:
@@ -97,17 +105,24 @@ def prepare_spec(task: str, fmt: str, backend: str, metric: str, gpu: str) -> Pr
     )
 
 
+def disagreement(reasons: list[str], spec: PrepareSpec) -> str:
+    """How prepare's refusal of `spec` differs from admission's `reasons`; empty if it does not."""
+    try:
+        check_servable(spec)
+        refused = ""
+    except PrepareError as error:
+        refused = str(error)
+    if bool(refused) != bool(reasons) or not all(r in refused for r in reasons):
+        return f"admission {reasons}, prepare {refused!r}"
+    return ""
+
+
 def test_prepare_refuses_what_admission_refuses_in_the_same_words():
     wrong = []
     for choice in MATRIX:
         reasons = [r for rs in refused_fields(spec_of(*choice)).values() for r in rs]
-        try:
-            check_servable(prepare_spec(*choice))
-            refused = ""
-        except PrepareError as error:
-            refused = str(error)
-        if bool(refused) != bool(reasons) or not all(r in refused for r in reasons):
-            wrong.append(f"{'/'.join(choice)}: admission {reasons}, prepare {refused!r}")
+        if problem := disagreement(reasons, prepare_spec(*choice)):
+            wrong.append(f"{'/'.join(choice)}: {problem}")
     assert not wrong, "\n".join(wrong)
 
 
@@ -169,6 +184,7 @@ PARTIAL = ServingTable(
     },
     guard_metrics={Task.EMBEDDING: (GuardMetric.COSINE,)},
     gpu_only=frozenset(),
+    precisions_not_served={},
 )
 
 
@@ -196,5 +212,42 @@ def test_a_value_neither_served_nor_explained_is_reported():
         not_served={"task": {}, "format": {}, "backend": {}},
         guard_metrics={},
         gpu_only=frozenset(),
+        precisions_not_served={},
     )
     assert "task generation: not accounted for" in incomplete.check_complete()
+
+
+def test_admission_refuses_fp8_and_int4_on_every_gpu_as_precision_or_fallback():
+    wrong = []
+    for gpu, precision, fallback in PRECISION_MATRIX:
+        got = set(refused_fields(precision_spec_of(gpu, precision, fallback)))
+        want = precision_fields(gpu, precision, fallback)
+        if got != want:
+            wrong.append(f"{gpu} {precision} {fallback}: refused on {sorted(got)}, want {want}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("gpu", ["H200", "H100", "L4", "A100-80GB", "T4", "cpu"])
+def test_fp8_and_int4_name_the_field_and_the_evidence(gpu):
+    spec = precision_spec_of(gpu, "fp8", ["int4", "fp16", "fp8"])
+    found = refused_fields(spec)
+    assert found["spec.quantization.precision"] == [
+        "precision fp8 is not served: " + SERVING.precisions_not_served[Precision.FP8]
+    ]
+    (fallback,) = found["spec.quantization.guard.fallback"]
+    assert fallback.startswith("precision fp8 is not served: on an H200")
+    assert "Requires mslk >= 1.0.0" in fallback and "'functools.partial'" in fallback
+
+
+def test_prepare_refuses_fp8_and_int4_in_admissions_words():
+    wrong = []
+    for gpu, precision, fallback in PRECISION_MATRIX:
+        admission = refused_fields(precision_spec_of(gpu, precision, fallback))
+        # What the GPU's hardware lacks is the guard's to skip at run time, not prepare's.
+        reasons = [r for rs in admission.values() for r in rs if "is not served" in r]
+        spec = prepare_spec("embedding", "huggingface", "python", "cosine", gpu)
+        guard = spec.guard.model_copy(update={"fallback": [Precision(p) for p in fallback]})
+        spec = spec.model_copy(update={"precision": Precision(precision), "guard": guard})
+        if problem := disagreement(reasons, spec):
+            wrong.append(f"{gpu} {precision} {fallback}: {problem}")
+    assert not wrong, "\n".join(wrong)

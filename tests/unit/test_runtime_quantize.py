@@ -14,24 +14,13 @@ def _tiny():
     return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8)).eval()
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("precision", [Precision.INT4, Precision.FP8])
-def test_int4_and_fp8_are_refused_on_cpu_with_the_reason(precision):
-    with pytest.raises(UnsupportedPrecisionError, match="needs a CUDA GPU"):
-        quantize.check_supported(precision, "cpu", Int8Scheme.DYNAMIC)
-
-
-def test_fp8_needs_ada_or_hopper_and_torchao():
-    with pytest.raises(UnsupportedPrecisionError, match="compute capability"):
-        quantize.check_supported(
-            Precision.FP8, "cuda", Int8Scheme.WEIGHT_ONLY, cuda_capability=(8, 0), has_torchao=True
-        )
-    with pytest.raises(UnsupportedPrecisionError, match="torchao"):
-        quantize.check_supported(
-            Precision.FP8, "cuda", Int8Scheme.WEIGHT_ONLY, cuda_capability=(9, 0), has_torchao=False
-        )
-    quantize.check_supported(
-        Precision.FP8, "cuda", Int8Scheme.WEIGHT_ONLY, cuda_capability=(9, 0), has_torchao=True
-    )
+def test_int4_and_fp8_are_refused_on_every_device_with_the_tables_reason(precision, device):
+    with pytest.raises(UnsupportedPrecisionError, match=f"precision {precision} is not served"):
+        quantize.check_supported(precision, device, Int8Scheme.WEIGHT_ONLY)
+    with pytest.raises(UnsupportedPrecisionError, match="on an H200"):
+        quantize.convert(_tiny(), precision, int8_scheme=Int8Scheme.WEIGHT_ONLY)
 
 
 def test_dynamic_int8_is_cpu_only():

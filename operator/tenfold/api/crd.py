@@ -65,6 +65,10 @@ def structural_schema(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, A
     out = {key: node[key] for key in _KEPT if key in node}
     if "const" in node:
         out["enum"] = [node["const"]]
+    if out.get("type") == "string" and "enum" in out and "maxLength" not in out:
+        # The apiserver's CEL cost estimate knows a string's size only from maxLength; an
+        # enum's longest value bounds it, so rules may walk lists of enum values.
+        out["maxLength"] = max(len(str(value)) for value in out["enum"])
     if "properties" in node:
         out["type"] = "object"
         out["properties"] = {

@@ -102,4 +102,12 @@ def render_serving_table(table: ServingTable) -> list[str]:
     lines += ["", "The guard metric must fit the task (`spec.quantization.guard.metric`):", ""]
     lines += [f"- {task}: {' or '.join(metrics)}" for task, metrics in table.guard_metrics.items()]
     lines += ["", f"On `gpuType: cpu`: {table.gpu_message()} (`spec.runtime.backend`)."]
+    lines += [
+        "",
+        "Precisions served on no GPU (`spec.quantization.precision` and every entry of "
+        "`spec.quantization.guard.fallback`); the GPU catalog says which of the rest each "
+        "GPU type runs:",
+        "",
+    ]
+    lines += [f"- {message}" for message in table.precision_messages().values()]
     return lines

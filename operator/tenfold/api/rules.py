@@ -23,7 +23,9 @@ from tenfold.api.enums import GuardMetric
 from tenfold.api.serving import (
     BACKEND_FIELD,
     DIMENSIONS,
+    FALLBACK_FIELD,
     METRIC_FIELD,
+    PRECISION_FIELD,
     SERVING,
     Refusal,
     ServingTable,
@@ -117,12 +119,15 @@ def _budget_cel(catalog: GpuCatalog) -> str:
 
 def spec_refusals(spec: InferenceServiceSpec, table: ServingTable = SERVING) -> list[Refusal]:
     """Every reason the runtime cannot serve the spec (the table's verdict on its choices)."""
+    quantization = spec.quantization
     return table.refusals(
         spec.model.task,
         spec.model.format,
         spec.runtime.backend,
-        spec.quantization.guard.metric,
+        quantization.guard.metric,
         gpu=spec.hardware.gpu_type != CPU,
+        precision=quantization.precision,
+        fallback=quantization.guard.fallback,
     )
 
 
@@ -212,6 +217,7 @@ def serving_rules(table: ServingTable) -> tuple[Rule, ...]:
             f"{_cel_map(metric_messages)}[{model}.task + '/' + {metric}]",
         )
     )
+    rules += precision_rules(table)
     gpu_only = sorted(str(b) for b in table.gpu_only)
     rules.append(
         _refusal_rule(
@@ -226,10 +232,60 @@ def serving_rules(table: ServingTable) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def precision_rules(table: ServingTable) -> list[Rule]:
+    """The precision and every fallback rung must be precisions tenfold serves at all."""
+    messages = table.precision_messages()
+    refused = _cel_list(list(messages))
+    precision, fallback = "self.quantization.precision", "self.quantization.guard.fallback"
+    return [
+        _refusal_rule(
+            table,
+            "precision-served",
+            PRECISION_FIELD,
+            f"precision {' and '.join(messages)} are not served; see the serving table",
+            f"!({precision} in {refused})",
+            f"{_cel_map(messages)}[{precision}]",
+        ),
+        _refusal_rule(
+            table,
+            "fallback-served",
+            FALLBACK_FIELD,
+            f"the fallback ladder may not name {' or '.join(messages)}; see the serving table",
+            f"{fallback}.all(p, !(p in {refused}))",
+            _cel_joined({f"'{p}' in {fallback}": m for p, m in messages.items()}),
+        ),
+    ]
+
+
+def _cel_joined(parts: Mapping[str, str]) -> str:
+    """CEL naming, joined by "; ", each message whose condition holds.
+
+    Concatenated literals, not list functions: the apiserver must bound a messageExpression's
+    cost from the expression alone, and it cannot bound a join's.
+    """
+    conditions = list(parts)
+    terms = []
+    for index, (condition, message) in enumerate(parts.items()):
+        later = " || ".join(conditions[index + 1 :])
+        separator = f" + (({later}) ? '; ' : '')" if later else ""
+        terms.append(f"({condition} ? {json.dumps(message)}{separator} : '')")
+    return " + ".join(terms)
+
+
+def served_precisions(catalog: GpuCatalog, table: ServingTable) -> dict[str, list[str]]:
+    """Per catalog type: the precisions its hardware runs (the catalog) that tenfold serves."""
+    return {
+        name: sorted(p.value for p in catalog.precisions_for(name) if table.precision_served(p))
+        for name in catalog.type_names()
+    }
+
+
 def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
     """Every cross-field rule, with CEL generated from the catalog's data."""
     names = catalog.type_names()
-    precisions = {name: sorted(p.value for p in catalog.precisions_for(name)) for name in names}
+    precisions = served_precisions(catalog, SERVING)
+    # A precision served nowhere is precision-served's to refuse, with its own reason.
+    unserved = [str(p) for p in SERVING.precisions_not_served]
     return (
         Rule(
             name="known-gpu-type",
@@ -249,15 +305,18 @@ def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
             name="precision-supported",
             field_path=".quantization.precision",
             message=(
-                "precision is not supported on this gpuType (bf16 needs Ampere or newer, "
-                "fp8 needs Ada or Hopper, int4 needs a GPU); see the GPU catalog"
+                "precision is not supported on this gpuType (bf16 needs Ampere or newer); "
+                "see the GPU catalog"
             ),
             cel=(
-                f"!(self.hardware.gpuType in {_cel_list(names)}) || self.quantization.precision"
+                f"!(self.hardware.gpuType in {_cel_list(names)})"
+                f" || self.quantization.precision in {_cel_list(unserved)}"
+                " || self.quantization.precision"
                 f" in {_cel_map(precisions)}[self.hardware.gpuType]"
             ),
             holds=lambda s: (
                 s.hardware.gpu_type not in names
+                or s.quantization.precision.value in unserved
                 or s.quantization.precision.value in precisions[s.hardware.gpu_type]
             ),
             message_expression=(

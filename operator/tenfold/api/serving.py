@@ -1,4 +1,5 @@
-"""What tenfold can serve: the one table of task × format × backend, guard metric and device.
+"""What tenfold can serve: the one table of task × format × backend, guard metric, device and
+precision.
 
 A spec passes admission only if the runtime can build and serve it, so that nothing is accepted
 that then crash-loops the `prepare` init container. Three readers use this table and nothing
@@ -10,17 +11,19 @@ SERVED (and one reason fewer in NOT_SERVED); the rules, the CRD and the docs fol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Task
+from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
 
 # The spec fields the table is looked up by, as CEL field paths relative to spec.
 TASK_FIELD = ".model.task"
 FORMAT_FIELD = ".model.format"
 BACKEND_FIELD = ".runtime.backend"
 METRIC_FIELD = ".quantization.guard.metric"
+PRECISION_FIELD = ".quantization.precision"
+FALLBACK_FIELD = ".quantization.guard.fallback"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class ServingTable:
     guard_metrics: Mapping[Task, tuple[GuardMetric, ...]]
     # Backends that run only on a GPU.
     gpu_only: frozenset[Backend]
+    # Precisions tenfold serves on no device, and why. What each GPU's hardware runs is the
+    # catalog's (gpu_catalog.yaml); the precision rules admit a precision only when both allow it.
+    precisions_not_served: Mapping[Precision, str]
 
     def served_values(self, dimension: Dimension) -> list[str]:
         """The values of `dimension` that some served path uses, in enum order."""
@@ -107,11 +113,44 @@ class ServingTable:
             found.append(Refusal("combination-served", BACKEND_FIELD, reason))
         return found
 
+    def precision_served(self, precision: Precision) -> bool:
+        """Whether tenfold serves `precision` at all (on a device whose hardware runs it)."""
+        return precision not in self.precisions_not_served
+
+    def precision_messages(self) -> dict[str, str]:
+        """The message for each precision tenfold does not serve."""
+        return {
+            str(precision): f"precision {precision} is not served: {reason}"
+            for precision, reason in self.precisions_not_served.items()
+        }
+
+    def precision_refusals(
+        self, precision: Precision, fallback: Sequence[Precision]
+    ) -> list[Refusal]:
+        """Why the requested precision, or a rung of the guard's fallback ladder, is refused."""
+        messages = self.precision_messages()
+        found = []
+        if str(precision) in messages:
+            found.append(Refusal("precision-served", PRECISION_FIELD, messages[str(precision)]))
+        refused = [message for p, message in messages.items() if p in fallback]
+        if refused:
+            found.append(Refusal("fallback-served", FALLBACK_FIELD, "; ".join(refused)))
+        return found
+
     def refusals(
-        self, task: Task, format: ModelFormat, backend: Backend, metric: GuardMetric, *, gpu: bool
+        self,
+        task: Task,
+        format: ModelFormat,
+        backend: Backend,
+        metric: GuardMetric,
+        *,
+        gpu: bool,
+        precision: Precision,
+        fallback: Sequence[Precision],
     ) -> list[Refusal]:
         """Every reason the runtime cannot serve this choice; empty when it can."""
         found = self.combination_refusals(task, format, backend)
+        found += self.precision_refusals(precision, fallback)
         if not self.metric_fits(task, metric):
             reason = self.metric_message(task, metric)
             found.append(Refusal("metric-fits-task", METRIC_FIELD, reason))
@@ -214,4 +253,20 @@ SERVING = ServingTable(
         Task.CLASSIFICATION: (GuardMetric.TOP1_AGREEMENT, GuardMetric.LOGIT_MSE),
     },
     gpu_only=frozenset({Backend.TENSORRT, Backend.VLLM}),
+    # Measured on an NVIDIA H200 (torch 2.11, torchao 0.17.0) on 2026-11-30 with
+    # tools/tenfold_tools/gpu_check.py: fp16, bf16, int8 and mixed passed prepare on every
+    # backend; these two failed. The runtime image (Dockerfile.runtime) installs no torchao
+    # either, so they would crash the init container after passing admission.
+    precisions_not_served={
+        Precision.FP8: (
+            "on an H200 prepare could not save torchao's fp8 module for the python backend "
+            "(torch.save: 'functools.partial' object has no attribute '__name__', torchao "
+            "0.17.0, torch 2.11), and the runtime image installs no torchao; "
+            "use bf16 or fp16 on Ada and Hopper GPUs"
+        ),
+        Precision.INT4: (
+            "on an H200 torchao's int4 weight-only kernel failed to load (ImportError: Requires "
+            "mslk >= 1.0.0), and the runtime image installs no torchao; use int8 or mixed"
+        ),
+    },
 )
