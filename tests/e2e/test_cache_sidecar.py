@@ -20,7 +20,7 @@ import tritonclient.http as triton_http
 from prometheus_client.parser import text_string_to_metric_families
 
 from tenfold.api.enums import CacheMode
-from tenfold.api.sidecar import SidecarSettings
+from tenfold.api.sidecar import REDIS_PASSWORD_ENV, SidecarSettings
 from tenfold_runtime.cache import keys
 from tenfold_runtime.cache.manifest import read_manifest
 from tenfold_runtime.local import free_port, start_triton
@@ -76,8 +76,10 @@ class Stack:
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
-    def start_redis(self) -> None:
-        self.redis = processes.start_redis(self.redis_port, self.tmp_path / "redis")
+    def start_redis(self, password: str | None = None) -> None:
+        self.redis = processes.start_redis(
+            self.redis_port, self.tmp_path / "redis", password=password
+        )
 
     def write_manifest(self, **changes: str) -> Path:
         path = self.tmp_path / f"manifest-{len(list(self.tmp_path.glob('manifest-*')))}.json"
@@ -89,6 +91,7 @@ class Stack:
         manifest: Path,
         backend: CacheMode = CacheMode.REDIS,
         service: keys.ServiceRef = SERVICE,
+        env: dict[str, str] | None = None,
     ) -> Sidecar:
         port, metrics_port = free_port(), free_port()
         settings = SidecarSettings(
@@ -105,7 +108,7 @@ class Stack:
             service_name=service.name,
         )
         log = self.tmp_path / f"sidecar-{len(self.sidecars)}.log"
-        proc = processes.start_sidecar(settings.to_args(), log, port)
+        proc = processes.start_sidecar(settings.to_args(), log, port, env)
         sidecar = Sidecar(proc, port, metrics_port)
         self.sidecars.append(sidecar)
         return sidecar
@@ -368,3 +371,26 @@ async def test_losing_redis_under_load_fails_no_request(stack):
     assert sidecar.metric("tenfold_cache_backend_errors_total", op="get") > 0
     # The breaker kept most requests from paying the Redis timeout.
     assert sidecar.metric("tenfold_cache_backend_errors_total", op="get") < 50
+
+
+async def test_redis_with_a_password_serves_only_a_sidecar_that_has_it(stack):
+    """The managed Redis's setup: requirepass from a config file, the sidecar's password
+    from its environment (a Secret in the pod). Without it, Redis refuses every command;
+    the sidecar fails open (answers from Triton, counts backend errors) and caches nothing."""
+    stack.start_redis(password="s3cret-pass")
+    manifest = stack.write_manifest()
+    with_password = stack.start_sidecar(manifest, env={REDIS_PASSWORD_ENV: "s3cret-pass"})
+    without = stack.start_sidecar(manifest, env={REDIS_PASSWORD_ENV: ""})
+    body, headers = binary_request(["only for those who know"])
+    async with aiohttp.ClientSession() as session:
+        first = await post(session, with_password.url, body, headers)
+        await wait_for(lambda: with_password.metric("tenfold_cache_stored_bytes_total") > 0)
+        again = await post(session, with_password.url, body, headers)
+        refused = await post(session, without.url, body, headers)
+    assert with_password.metric("tenfold_cache_hits_total", path="whole") == 1
+    assert first[0] == again[0] == refused[0] == 200 and first[1] == again[1] == refused[1]
+    assert without.metric("tenfold_cache_hits_total", path="whole") == 0
+    assert without.metric("tenfold_cache_backend_errors_total", op="get") >= 1
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=stack.redis_port).ping()
+    assert redis.Redis(port=stack.redis_port, password="s3cret-pass").ping()

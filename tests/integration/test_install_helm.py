@@ -157,6 +157,8 @@ def _can_i(kubectl: Kubectl, release: Release, *args: str) -> bool:
     [
         ("get", "secrets", "--all-namespaces"),
         ("list", "secrets", "--all-namespaces"),
+        ("update", "secrets", "--all-namespaces"),
+        ("delete", "secrets", "--all-namespaces"),
         ("update", "nodes"),
         ("patch", "nodes"),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),

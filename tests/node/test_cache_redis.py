@@ -8,6 +8,7 @@ every other child with it.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import urllib.request
@@ -85,6 +86,27 @@ def test_managed_redis_runs_on_the_node_on_a_local_volume(kubectl: Kubectl, serv
     assert "appendonlydir" in listing
 
 
+def test_managed_redis_refuses_clients_without_its_generated_password(
+    kubectl: Kubectl, served
+) -> None:
+    namespace, _ = served
+    redis_pod = f"{NAME}-redis-0"
+    secret = get_json(kubectl, namespace, "secret", f"{NAME}-redis-auth")
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    assert len(password) >= 32
+    assert secret["metadata"]["ownerReferences"][0]["name"] == NAME
+    anonymous = kubectl("exec", "-n", namespace, redis_pod, "--", "sh", "-c",
+                        "unset REDISCLI_AUTH; redis-cli ping").stdout  # fmt: skip
+    assert "NOAUTH" in anonymous
+    assert "PONG" in kubectl("exec", "-n", namespace, redis_pod, "--", "redis-cli", "ping").stdout
+    # Nothing of the pod shows the password in a command line.
+    argv = kubectl("exec", "-n", namespace, redis_pod, "--", "cat", "/proc/1/cmdline").stdout
+    assert "redis-server" in argv and password not in argv
+    serving = serving_pod(kubectl, namespace)
+    (sidecar,) = [c for c in serving["spec"]["containers"] if c["name"] == "cache"]
+    assert password not in json.dumps(sidecar)
+
+
 def test_the_cache_survives_a_sidecar_restart(kubectl: Kubectl, served) -> None:
     namespace, _ = served
     first = ask(kubectl, namespace)
@@ -115,15 +137,15 @@ def test_the_cache_survives_a_sidecar_restart(kubectl: Kubectl, served) -> None:
     assert after["hits"] > 0 and after["misses"] == 0, after
 
 
-def test_deleting_the_service_removes_redis_its_claim_and_every_child(
+def test_deleting_the_service_removes_redis_its_claim_its_secret_and_every_child(
     kubectl: Kubectl, served
 ) -> None:
     namespace, _ = served
     kubectl("delete", "-n", namespace, "inferenceservice", NAME, "--timeout=180s", timeout=200)
 
     def gone() -> bool:
-        listed = kubectl("get", "deploy,sts,rs,pods,svc,cm,pdb,pvc", "-n", namespace, "-o",
-                         "name").stdout  # fmt: skip
+        listed = kubectl("get", "deploy,sts,rs,pods,svc,cm,pdb,pvc,secrets", "-n", namespace,
+                         "-o", "name").stdout  # fmt: skip
         return set(listed.split()) <= {"pod/client", "configmap/kube-root-ca.crt"}
 
     wait_for(gone, f"every child of {namespace}/{NAME} to be deleted", timeout=180)

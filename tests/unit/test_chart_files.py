@@ -73,7 +73,8 @@ def _verbs(api_group: str, resource: str) -> set[str]:
 @pytest.mark.parametrize(
     ("api_group", "resource", "allowed"),
     [
-        ("", "secrets", set()),
+        # Create only: the managed Redis password; no read, list or change of any Secret.
+        ("", "secrets", {"create"}),
         ("", "nodes", set()),
         ("apiextensions.k8s.io", "customresourcedefinitions", {"list", "watch"}),
         ("serving.tenfold.dev", "inferenceservices/scale", {"get", "patch", "update"}),

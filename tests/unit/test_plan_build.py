@@ -67,6 +67,7 @@ def test_full_plan_order() -> None:
     objects = build_plan("embed", "ns", spec_from_yaml(), replicas=2)
     assert kinds(objects) == [
         ("ConfigMap", "embed-config"),
+        ("NetworkPolicy", "embed-redis"),
         ("Service", "embed-redis"),
         ("StatefulSet", "embed-redis"),
         ("Service", "embed"),
@@ -74,7 +75,7 @@ def test_full_plan_order() -> None:
         ("PodDisruptionBudget", "embed"),
         ("ServiceMonitor", "embed"),
     ]
-    assert objects[4]["spec"]["replicas"] == 2
+    assert objects[5]["spec"]["replicas"] == 2
 
 
 def test_owner_references_on_every_object() -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from tenfold.api.sidecar import REDIS_PASSWORD_ENV, REDIS_USERNAME_ENV
 from tenfold.controller.config import OperatorConfig
 from tenfold.plan import build_plan, pod_selector
 from tenfold.plan.deployment import build_deployment
 from tenfold.plan.pdb import build_pdb
 from tenfold.plan.redis import (
     REDIS_IMAGE,
+    build_redis_auth_secret,
     build_redis_service,
     build_redis_statefulset,
     cache_redis_url,
+    redis_auth_secret_name,
+    redis_credentials_env,
     wants_managed_redis,
 )
 from tenfold.plan.service import build_service
@@ -139,4 +143,74 @@ def test_redis_service_selects_redis_pods() -> None:
 def test_pod_selector_string_matches_the_selector() -> None:
     assert pod_selector("embed") == (
         "app.kubernetes.io/name=tenfold-inference,app.kubernetes.io/instance=embed"
+    )
+
+
+def test_the_managed_redis_requires_its_generated_password() -> None:
+    spec = make_spec(cache={"mode": "redis"})
+    secret = build_redis_auth_secret("embed", "ns", "s3cret")
+    assert secret["metadata"]["name"] == redis_auth_secret_name("embed") == "embed-redis-auth"
+    assert secret["stringData"] == {"password": "s3cret", "auth.conf": "requirepass s3cret\n"}
+    template = build_redis_statefulset("embed", "ns", spec)["spec"]["template"]["spec"]
+    (container,) = template["containers"]
+    # The password reaches redis-server in a file, never in its argv.
+    assert container["args"][0] == "/etc/tenfold/redis/auth.conf"
+    assert "--protected-mode" not in container["args"]
+    assert not any("s3cret" in arg for arg in container["args"])
+    (auth,) = [v for v in template["volumes"] if v["name"] == "auth"]
+    assert auth["secret"]["secretName"] == "embed-redis-auth"
+    assert auth["secret"]["defaultMode"] == 0o440
+    (probe_login,) = container["env"]
+    assert probe_login["name"] == "REDISCLI_AUTH"
+    assert probe_login["valueFrom"]["secretKeyRef"]["name"] == "embed-redis-auth"
+
+
+def test_the_sidecar_logs_in_from_a_secret() -> None:
+    managed = redis_credentials_env("embed", make_spec(cache={"mode": "redis"}))
+    assert [(e["name"], e["valueFrom"]["secretKeyRef"]["name"]) for e in managed] == [
+        (REDIS_PASSWORD_ENV, "embed-redis-auth")
+    ]
+    external = make_spec(
+        cache={
+            "mode": "redis",
+            "redis": {"url": "rediss://r.example:6380/1", "credentialsSecret": "team-redis"},
+        }
+    )
+    env = redis_credentials_env("embed", external)
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in env} == {
+        REDIS_PASSWORD_ENV: "team-redis",
+        REDIS_USERNAME_ENV: "team-redis",
+    }
+    anonymous = make_spec(cache={"mode": "redis", "redis": {"url": "redis://r:6379/0"}})
+    assert redis_credentials_env("embed", anonymous) == []
+    # And the Deployment's sidecar carries them.
+    pod = build_deployment("embed", "ns", external, replicas=1)["spec"]["template"]["spec"]
+    (sidecar,) = [c for c in pod["containers"] if c["name"] == "cache"]
+    assert sidecar["env"] == env
+
+
+def test_only_the_services_own_pods_may_reach_its_redis() -> None:
+    spec = make_spec(cache={"mode": "redis"})
+    objects = build_plan("embed", "ns", spec, replicas=1)
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    (statefulset,) = [o for o in objects if o["kind"] == "StatefulSet"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    body = policy["spec"]
+    redis_pods = statefulset["spec"]["template"]["metadata"]["labels"]
+    serving_pods = deployment["spec"]["template"]["metadata"]["labels"]
+    assert body["podSelector"]["matchLabels"].items() <= redis_pods.items()
+    assert body["policyTypes"] == ["Ingress"]
+    (rule,) = body["ingress"]
+    (peer,) = rule["from"]
+    # A pod selector alone: the policy's own namespace, never another one.
+    assert set(peer) == {"podSelector"}
+    assert peer["podSelector"]["matchLabels"].items() <= serving_pods.items()
+    assert not peer["podSelector"]["matchLabels"].items() <= redis_pods.items()
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    other = build_plan("other", "ns", spec, replicas=1)
+    (other_deployment,) = [o for o in other if o["kind"] == "Deployment"]
+    other_pods = other_deployment["spec"]["template"]["metadata"]["labels"]
+    assert not peer["podSelector"]["matchLabels"].items() <= other_pods.items()
+    assert not any(
+        o["kind"] == "NetworkPolicy" for o in build_plan("e", "ns", make_spec(), replicas=1)
     )

@@ -12,6 +12,11 @@ from tenfold.api.enums import CacheMode
 # the cache key families of two services apart (see tenfold_runtime.cache.keys).
 KUBERNETES_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 
+# The sidecar's Redis login comes from a Secret through these variables: never from its
+# argv, which any process of the pod (and `ps`) reads, nor from the InferenceService.
+REDIS_PASSWORD_ENV = "TENFOLD_CACHE_REDIS_PASSWORD"
+REDIS_USERNAME_ENV = "TENFOLD_CACHE_REDIS_USERNAME"
+
 
 class SidecarSettings(BaseModel):
     """Settings of one cache sidecar process."""

@@ -32,6 +32,7 @@ from tenfold.api.enums import (
 )
 from tenfold.api.quantity import parse_quantity
 from tenfold.api.rules import violations
+from tenfold.api.sidecar import KUBERNETES_NAME
 
 # RFC 1123 label: also a valid Triton model directory name.
 DnsLabel = Annotated[
@@ -259,6 +260,16 @@ class RedisSpec(ApiModel):
         Field(None, description="External Redis URL; empty: an operator-managed Redis.")
     )
     storage: Quantity = Field("1Gi", description="Volume size of an operator-managed Redis.")
+    credentials_secret: (
+        Annotated[str, StringConstraints(pattern=KUBERNETES_NAME, max_length=253)] | None
+    ) = Field(
+        None,
+        description=(
+            "Secret in the service's namespace with the external Redis's `password` (and, for "
+            "an ACL user, `username`); the sidecar reads it from its environment. Only with "
+            "`url`: the operator-managed Redis gets a generated password of its own."
+        ),
+    )
 
 
 class CacheSpec(ApiModel):

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
 
 from tenfold import constants
 from tenfold.controller.kube import dynamic_client
@@ -55,6 +55,26 @@ def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
             field_manager=constants.FIELD_MANAGER,
             force_conflicts=True,
         )
+
+
+def create_once(obj: Mapping[str, Any]) -> bool:
+    """Create `obj` unless it exists; True when this call created it.
+
+    For what must be made once and then left alone (a generated password): the operator
+    needs only `create` on it, never `get` or `update`, so it can neither read nor change
+    what it made.
+    """
+    resource = _resource(obj["apiVersion"], obj["kind"])
+    try:
+        dynamic_client().create(
+            resource,
+            body=dict(obj),
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=constants.FIELD_MANAGER,
+        )
+    except ConflictError:  # 409 AlreadyExists
+        return False
+    return True
 
 
 def prune_children(name: str, namespace: str, keep: Iterable[Mapping[str, Any]]) -> list[str]:

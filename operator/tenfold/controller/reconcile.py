@@ -8,6 +8,7 @@ apply.py and observe.py.
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ from tenfold.autoscale.limits import replicas_to_run
 from tenfold.controller import apply, conditions, observe
 from tenfold.controller.config import OperatorConfig
 from tenfold.plan import build_plan, pod_selector
+from tenfold.plan.labels import with_owner
+from tenfold.plan.redis import build_redis_auth_secret, wants_managed_redis
 
 T = TypeVar("T")
 
@@ -80,6 +83,16 @@ def parse_body(body: Mapping[str, Any]) -> InferenceService:
     )
 
 
+def ensure_redis_password(service: InferenceService) -> None:
+    """Create the managed Redis's Secret, with a generated password, the first time; later
+    reconciles leave it as it is (Redis and the sidecars already use it)."""
+    if not wants_managed_redis(service.spec):
+        return
+    password = secrets.token_urlsafe(32)
+    secret = build_redis_auth_secret(service.name, service.namespace, password)
+    apply.create_once(with_owner(secret, service.name, service.uid))
+
+
 def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, Any]:
     """Apply the plan for the service; returns the status fields it settles."""
     catalog = load_catalog()
@@ -97,6 +110,7 @@ def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, An
         default_image=config.runtime_image,
         redis_image=config.redis_image,
     )
+    ensure_redis_password(service)
     apply.apply_objects(objects)
     apply.prune_children(service.name, service.namespace, objects)
     return {

@@ -16,6 +16,7 @@ from tenfold.plan.pdb import build_pdb
 from tenfold.plan.prepare_spec import build_prepare_spec
 from tenfold.plan.redis import (
     REDIS_IMAGE,
+    build_redis_network_policy,
     build_redis_service,
     build_redis_statefulset,
     wants_managed_redis,
@@ -46,6 +47,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Service"),
     ("v1", "ConfigMap"),
     ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 )
 
@@ -64,7 +66,7 @@ def build_plan(
 ) -> list[dict[str, Any]]:
     """Every object of InferenceService `name`, in apply order.
 
-    Order: ConfigMap, [Redis Service, Redis StatefulSet], Service, Deployment,
+    Order: ConfigMap, [Redis NetworkPolicy, Service, StatefulSet], Service, Deployment,
     PodDisruptionBudget, [ServiceMonitor]; what the pods mount or call comes first.
     With `uid`, each object is owned by the InferenceService. `surge`: the pods a rollout
     may start beside `replicas` (autoscale.limits.rollout_surge: 0 at the budget's cap).
@@ -74,6 +76,7 @@ def build_plan(
     objects = [config_map]
     if wants_managed_redis(spec):
         objects += [
+            build_redis_network_policy(name, namespace),
             build_redis_service(name, namespace, spec),
             build_redis_statefulset(name, namespace, spec, redis_image),
         ]

@@ -30,7 +30,7 @@ from tenfold.plan.labels import (
     object_meta,
     selector_labels,
 )
-from tenfold.plan.redis import cache_redis_url
+from tenfold.plan.redis import cache_redis_url, redis_credentials_env
 from tenfold.plan.security import (
     container_security_context,
     pod_security_context,
@@ -319,10 +319,12 @@ def _cache_container(
     settings = sidecar_settings(name, namespace, spec)
     held = spec.cache.max_bytes if spec.cache.mode is CacheMode.MEMORY else 0
     memory = f"{(held + _SIDECAR_OVERHEAD_BYTES + _MI - 1) // _MI}Mi"
+    credentials = redis_credentials_env(name, spec)
     return {
         "name": "cache",
         "image": image,
         "command": ["tenfold-runtime", "cache", *settings.to_args()],
+        **({"env": credentials} if credentials else {}),
         "ports": [
             {"name": "cache-http", "containerPort": CACHE_HTTP_PORT, "protocol": "TCP"},
             {"name": "cache-metrics", "containerPort": CACHE_METRICS_PORT, "protocol": "TCP"},

@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -20,7 +21,13 @@ from tenfold_runtime.cache.proxy import (
     build_proxy_app,
     drop_old_builds,
 )
-from tenfold_runtime.cache.store import Backend, GuardedCache, MemoryBackend, RedisBackend
+from tenfold_runtime.cache.store import (
+    Backend,
+    GuardedCache,
+    MemoryBackend,
+    RedisBackend,
+    RedisCredentials,
+)
 
 log = logging.getLogger("tenfold_runtime.cache")
 FIELDS = SidecarSettings.model_fields
@@ -75,7 +82,10 @@ def build_backend(settings: SidecarSettings) -> Backend:
         if not settings.redis_url:
             raise ValueError("--backend=redis needs --redis-url")
         timeout_s = settings.redis_timeout_ms / 1000
-        return RedisBackend(settings.redis_url, settings.ttl_seconds, timeout_s)
+        credentials = RedisCredentials.from_env(os.environ)
+        return RedisBackend(
+            settings.redis_url, settings.ttl_seconds, timeout_s, credentials=credentials
+        )
     return MemoryBackend(settings.max_bytes, settings.ttl_seconds)
 
 

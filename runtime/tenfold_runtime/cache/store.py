@@ -4,13 +4,15 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from tenfold.api.sidecar import REDIS_PASSWORD_ENV, REDIS_USERNAME_ENV
 from tenfold_runtime.cache.breaker import CircuitBreaker
 from tenfold_runtime.cache.keys import family_pattern
 from tenfold_runtime.cache.metrics import CacheMetrics
@@ -107,15 +109,49 @@ class MemoryBackend:
         """Nothing to release."""
 
 
+@dataclass(frozen=True)
+class RedisCredentials:
+    """Redis AUTH: a password, and a username for Redis 6 ACL users (api.sidecar's
+    REDIS_PASSWORD_ENV and REDIS_USERNAME_ENV)."""
+
+    password: str
+    username: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "RedisCredentials | None":
+        """The credentials the pod was given; None when it was given none."""
+        password = env.get(REDIS_PASSWORD_ENV)
+        if not password:
+            return None
+        return cls(password=password, username=env.get(REDIS_USERNAME_ENV) or None)
+
+    def as_options(self) -> dict[str, str]:
+        """Keyword arguments of redis-py's from_url."""
+        options = {"password": self.password}
+        if self.username:
+            options["username"] = self.username
+        return options
+
+
 class RedisBackend:
     """Redis with a TTL on every entry; persistence is the Redis server's own (AOF)."""
 
-    def __init__(self, url: str, ttl_seconds: int, timeout_s: float, max_connections: int = 64):
+    def __init__(
+        self,
+        url: str,
+        ttl_seconds: int,
+        timeout_s: float,
+        max_connections: int = 64,
+        credentials: RedisCredentials | None = None,
+    ):
         # One immediate retry replaces a pooled connection that a Redis restart closed; the
         # guard's timeout bounds the whole call, so no more retries than that.
         retry = Retry(NoBackoff(), 1)
+        # Credentials in the URL, if any, lose to the Secret's: the URL is in the spec.
+        login = credentials.as_options() if credentials else {}
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            **login,
             max_connections=max_connections,
             timeout=None,
             socket_connect_timeout=max(timeout_s, 0.5),

@@ -5,6 +5,7 @@ Everything binds to loopback on free ports and logs into a caller-owned folder. 
 `start_*` returns a `Proc` whose `stop()` ends exactly the process it started.
 """
 
+import os
 import shutil
 import signal
 import socket
@@ -79,32 +80,47 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def _spawn(argv: list[str], log: Path) -> Proc:
-    """Start a process in its own session with stdout and stderr appended to `log`."""
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+    """Start a process in its own session with stdout and stderr appended to `log`; `env`
+    is added to this process's environment."""
     with log.open("ab") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     return Proc(popen, log)
 
 
 def redis_pings(port: int) -> bool:
-    """Whether a Redis answers PING on loopback `port`."""
+    """Whether a Redis answers PING on loopback `port` (a refusal for want of AUTH is an
+    answer: the server is up)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
 
-def start_redis(port: int, workdir: Path, appendfsync: str = "always") -> Proc:
-    """redis-server on loopback with append-only persistence in `workdir`.
+def start_redis(
+    port: int, workdir: Path, appendfsync: str = "always", password: str | None = None
+) -> Proc:
+    """redis-server on loopback with append-only persistence in `workdir`; with `password`,
+    set as the managed Redis's pod sets it (a config file, not argv).
 
     Tests fsync every write so a restart provably keeps it; `everysec` is what a
     production Redis (and the benchmark) runs.
     """
     workdir.mkdir(parents=True, exist_ok=True)
+    config: list[str] = []
+    if password is not None:
+        (workdir / "auth.conf").write_text(f"requirepass {password}\n")
+        config = [str(workdir / "auth.conf")]
     argv = [
-        shutil.which("redis-server") or "redis-server",
+        shutil.which("redis-server") or "redis-server", *config,
         "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
         "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "",
     ]  # fmt: skip
@@ -123,8 +139,10 @@ def write_standin_repository(root: Path, cost_us_per_item: float = 0.0) -> Path:
     return root
 
 
-def start_sidecar(args: list[str], log: Path, listen_port: int) -> Proc:
+def start_sidecar(
+    args: list[str], log: Path, listen_port: int, env: dict[str, str] | None = None
+) -> Proc:
     """`python -m tenfold_runtime.cache ARGS`, ready when its /readyz is OK."""
-    proc = _spawn([sys.executable, "-m", "tenfold_runtime.cache", *args], log)
+    proc = _spawn([sys.executable, "-m", "tenfold_runtime.cache", *args], log, env)
     wait_until(lambda: http_ok(f"http://127.0.0.1:{listen_port}/readyz"), 30, "sidecar", proc)
     return proc

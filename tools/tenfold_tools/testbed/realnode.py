@@ -425,6 +425,24 @@ def wait_containerd(dirs: NodeDirs, pid: int, timeout: float = 60.0) -> None:
     )
 
 
+# containerd 1.6 can lose a race between `ctr images import` unpacking a layer and its own
+# garbage collector removing the same layer's snapshot, which the replaced image (an older
+# build of the same ref) no longer holds: "parent snapshot ... does not exist: not found".
+# A second import unpacks that layer again.
+IMPORT_ATTEMPTS = 3
+
+
+def import_archive(dirs: NodeDirs, archive: Path) -> None:
+    """`ctr images import` of one archive, again when the snapshot race above hit it."""
+    for attempt in range(1, IMPORT_ATTEMPTS + 1):
+        try:
+            ctr(dirs, "images", "import", str(archive))
+            return
+        except TestbedError as error:
+            if "snapshot" not in str(error) or attempt == IMPORT_ATTEMPTS:
+                raise
+
+
 def import_images(dirs: NodeDirs, archives: dict[str, Path], log: Log) -> None:
     """Import each image archive unless containerd already holds that exact content.
 
@@ -438,7 +456,7 @@ def import_images(dirs: NodeDirs, archives: dict[str, Path], log: Log) -> None:
         if present:
             continue
         start = time.monotonic()
-        ctr(dirs, "images", "import", str(archive))
+        import_archive(dirs, archive)
         ctr(dirs, "images", "label", ref, marker)
         log(f"imported {ref} in {time.monotonic() - start:.1f}s")
 
