@@ -130,12 +130,18 @@ def case_spec(case: Case, model_dir: Path) -> PrepareSpec:
 
 def run_case(case: Case, model_dir: Path, repository: Path) -> dict[str, object]:
     """Prepare one case on cuda; the manifest's verdict, or the error, with its wall time."""
+    from pydantic import ValidationError
+
     from tenfold_runtime.prepare import GuardRejectedError, prepare
 
     started = time.perf_counter()
     row: dict[str, object] = {"backend": case.backend, "requested": case.precision}
     try:
         spec = case_spec(case, model_dir)
+    except ValidationError as refused:  # what admission refuses never reaches a pod
+        row.update(ok=False, refused_by_api=[e["msg"] for e in refused.errors()])
+        return row
+    try:
         manifest = prepare(spec, repository, force=True)
         row.update(ok=True, served=manifest.get("precision_served"), guard=manifest.get("guard"))
         row["artefact"] = manifest.get("artefact")
