@@ -11,10 +11,13 @@ from itertools import product
 from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Task
 
 # The oracle: what the runtime serves today.
-SERVED = {("embedding", "huggingface", b) for b in ("python", "pytorch", "onnxruntime")}
+SERVED = {("embedding", "huggingface", b) for b in ("python", "pytorch", "onnxruntime")} | {
+    ("classification", "huggingface", "python")
+}
 FITTING = {"embedding": {"cosine"}, "classification": {"top1Agreement", "logitMSE"}}
 GPU_ONLY = {"tensorrt", "vllm"}
-MATRIX = list(product(Task, ModelFormat, Backend, GuardMetric, ("cpu", "L4")))
+# "" leaves the guard metric unset: the task's default, never refused.
+MATRIX = list(product(Task, ModelFormat, Backend, [*GuardMetric, ""], ("cpu", "L4")))
 # Served on no device: fp8 and int4 failed prepare on an H200 (tools/tenfold_tools/gpu_check.py).
 NOT_SERVED_PRECISIONS = {"fp8", "int4"}
 # What each GPU's hardware runs, of the precisions tenfold serves (the catalog's facts).
@@ -35,13 +38,15 @@ PRECISION_MATRIX = [
 def expected_fields(task: str, fmt: str, backend: str, metric: str, gpu: str) -> set[str]:
     """The fields a spec with these choices must be refused on (empty: it is served)."""
     fields = set()
-    if task != "embedding":
+    if task == "generation":
         fields.add("spec.model.task")
     if fmt != "huggingface":
         fields.add("spec.model.format")
     if backend in GPU_ONLY:
         fields.add("spec.runtime.backend")
-    if task in FITTING and metric not in FITTING[task]:
+    if not fields and (task, fmt, backend) not in SERVED:
+        fields.add("spec.runtime.backend")  # each is served, but not together
+    if metric and task in FITTING and metric not in FITTING[task]:
         fields.add("spec.quantization.guard.metric")
     return fields
 
@@ -51,7 +56,7 @@ def spec_of(task: str, fmt: str, backend: str, metric: str, gpu: str) -> dict:
     return {
         "model": {"name": "m", "source": "/models/m", "task": task, "format": fmt},
         "runtime": {"backend": backend},
-        "quantization": {"guard": {"metric": metric}},
+        "quantization": {"guard": {"metric": metric} if metric else {}},
         "hardware": {"gpuType": gpu, "gpusPerReplica": 0 if gpu == "cpu" else 1},
     }
 

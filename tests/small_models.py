@@ -6,52 +6,129 @@ user's own model would go through, in seconds, and with a width other than MiniL
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
 from tenfold.api.prepare import PrepareSpec
 from tenfold.api.spec import InferenceServiceSpec
+from tenfold.constants import PREPARE_MANIFEST_FILE
 from tenfold.plan.prepare_spec import build_prepare_spec
 
 WORDS = "the a of to and in is it that for on with as was at by an be this are from or".split()
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def save_small_bert(folder: Path, hidden_size: int) -> Path:
-    """A two-layer BERT encoder `hidden_size` wide and its word-piece tokenizer in `folder`."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+def vocabulary() -> list[str]:
+    """WORDS plus every word and mark of the runtime's built-in calibration sets, so that the
+    guard's inputs tokenize to distinct ids rather than to [UNK]."""
+    from tenfold.api.enums import Task
+    from tenfold_runtime.prepare import builtin_calibration
+
+    found = dict.fromkeys(WORDS)
+    for task in (Task.EMBEDDING, Task.CLASSIFICATION):
+        for line in builtin_calibration(task):
+            found.update(dict.fromkeys(re.findall(r"\w+|[^\w\s]", line.lower())))
+    return list(found)
+
+
+def _save_small(folder: Path, hidden_size: int, **head: Any) -> Path:
+    """A two-layer BERT `hidden_size` wide (with a classification head when `head` names
+    num_labels) and its word-piece tokenizer, saved with save_pretrained in `folder`."""
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertModel,
+        BertTokenizerFast,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokens = [*SPECIAL_TOKENS, *vocabulary()]
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=5 + len(WORDS),
+        vocab_size=len(tokens),
         hidden_size=hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=2 * hidden_size,
         max_position_embeddings=128,
+        **head,
     )
-    BertModel(config).eval().save_pretrained(folder)
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
+    model_class = BertForSequenceClassification if "num_labels" in head else BertModel
+    model_class(config).eval().save_pretrained(folder)
+    # transformers 5 takes the vocabulary itself (it ignores a vocab_file argument).
+    vocab = {token: index for index, token in enumerate(tokens)}
+    BertTokenizerFast(vocab=vocab).save_pretrained(folder)
     return folder
 
 
+def save_small_bert(folder: Path, hidden_size: int) -> Path:
+    """A two-layer BERT encoder `hidden_size` wide and its word-piece tokenizer in `folder`."""
+    return _save_small(folder, hidden_size)
+
+
+def save_small_classifier(folder: Path, hidden_size: int, num_labels: int) -> Path:
+    """A two-layer BertForSequenceClassification `hidden_size` wide with `num_labels` labels.
+
+    Initialized wider than BERT's 0.02 so that, like a trained classifier, it gives distinct
+    inputs distinct logits and clear winners, rather than near-ties every input shares.
+    """
+    return _save_small(folder, hidden_size, num_labels=num_labels, initializer_range=0.2)
+
+
 def operator_prepare_spec(
-    source: Path, backend: str, repository: Path, name: str = "small"
+    source: Path,
+    backend: str,
+    repository: Path,
+    name: str = "small",
+    *,
+    task: str = "embedding",
+    quantization: dict[str, Any] | None = None,
 ) -> PrepareSpec:
-    """The prepare spec the operator writes for model `name` from `source` on `backend`, at
-    fp32 with a short calibration (the width, not the guard, is under test)."""
+    """The prepare spec the operator writes for `task` model `name` from `source` on `backend`;
+    by default at fp32 with a short calibration (the width, not the guard, is under test)."""
     spec = InferenceServiceSpec.model_validate(
         {
-            "model": {"name": name, "source": str(source)},
+            "model": {"name": name, "source": str(source), "task": task},
             "runtime": {"backend": backend},
-            "quantization": {
-                "precision": "fp32",
-                "guard": {"calibrationSamples": 8, "fallback": []},
-            },
+            "quantization": quantization
+            or {"precision": "fp32", "guard": {"calibrationSamples": 8, "fallback": []}},
         }
     )
     prepared = build_prepare_spec(name, spec)
     return prepared.model_copy(update={"repository": str(repository)})
+
+
+def served_dims(text: str) -> dict[str, list[int]]:
+    """Output name -> dims of config.pbtxt text, read the way tritonserver reads it."""
+    config = text_format.Parse(text, mc.ModelConfig())
+    return {output.name: list(output.dims) for output in config.output}
+
+
+def written_outputs(model_dir: Path, manifest: Mapping[str, Any]) -> list[object]:
+    """The outputs prepare wrote for `model_dir`, three ways: the dims of its config.pbtxt,
+    and the outputs of the manifest it returned and of the one it wrote beside the config."""
+    written = json.loads((model_dir / PREPARE_MANIFEST_FILE).read_text())
+    return [
+        served_dims((model_dir / "config.pbtxt").read_text()),
+        manifest["io"]["outputs"],
+        written["io"]["outputs"],
+    ]
+
+
+def metadata_outputs(http: Any, grpc: Any, model: str) -> list[tuple[str, str, list[int]]]:
+    """(name, datatype, shape) of `model`'s outputs in Triton's metadata, over HTTP then gRPC:
+    what KServe v2 clients read."""
+    over_http = [
+        (o["name"], o["datatype"], o["shape"]) for o in http.get_model_metadata(model)["outputs"]
+    ]
+    over_grpc = [
+        (o.name, o.datatype, list(o.shape)) for o in grpc.get_model_metadata(model).outputs
+    ]
+    return over_http + over_grpc

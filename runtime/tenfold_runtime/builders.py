@@ -22,10 +22,8 @@ from tenfold.api.prepare import (
 from tenfold.api.triton_io import TASK_IO, TensorSpec
 from tenfold_runtime.guard import Decision
 
-# The tensor names the generated model.py serves: the contract the operator's config.pbtxt
-# declares too (batch dimension implicit, max_batch_size > 0).
-EMBEDDING_INPUT = TASK_IO[Task.EMBEDDING].inputs[0].name
-EMBEDDING_OUTPUT = TASK_IO[Task.EMBEDDING].outputs[0].name
+# The input every generated model.py reads (the task's text; batch dimension implicit).
+TEXT_INPUT = TASK_IO[Task.EMBEDDING].inputs[0].name
 ARTEFACT_FILE = "model.pt"
 TOKENIZER_DIR = "tokenizer"
 # Extra site directories for the stub's isolated interpreter (set by the local runner only).
@@ -33,17 +31,30 @@ SITE_DIRS_ENV = "TENFOLD_SITE_DIRS"
 MANIFEST_SCHEMA = "tenfold.dev/prepare-manifest/v1"
 
 
-def embedding_dims(hidden_size: int) -> dict[str, tuple[int, ...]]:
-    """The served width of a model `hidden_size` wide, by tensor name: the embedding the
-    model serves and the exported encoder's output, which the ensemble passes through."""
-    return {EMBEDDING_OUTPUT: (hidden_size,), ENCODER_OUTPUT: (hidden_size,)}
+def output_name(task: Task) -> str:
+    """The tensor the served model of `task` answers with (EMBEDDING, LOGITS)."""
+    return TASK_IO[task].outputs[0].name
 
 
-def embedding_io(hidden_size: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Inputs and outputs of the embedding task for a model of `hidden_size`."""
-    task_io = TASK_IO[Task.EMBEDDING]
-    dims = embedding_dims(hidden_size)[EMBEDDING_OUTPUT]
-    return list(task_io.inputs), [replace(task_io.outputs[0], dims=dims)]
+def output_dims(task: Task, width: int) -> dict[str, tuple[int, ...]]:
+    """The served shape of a `task` model whose rows are `width` wide, by tensor name.
+
+    The one place the served contract is taken from the loaded model: the served output and,
+    for embeddings, the exported encoder's output, which the ensemble passes through. The
+    config.pbtxt prepare writes and the manifest's io both come from here.
+    """
+    dims = {output_name(task): (width,)}
+    if task is Task.EMBEDDING:
+        dims[ENCODER_OUTPUT] = (width,)
+    return dims
+
+
+def served_io(task: Task, width: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of the `task` model as served, its output `width` wide."""
+    task_io = TASK_IO[task]
+    dims = output_dims(task, width)
+    outputs = [replace(t, dims=dims.get(t.name, t.dims)) for t in task_io.outputs]
+    return list(task_io.inputs), outputs
 
 
 def with_output_dims(config_text: str, dims: Mapping[str, Sequence[int]]) -> str:
@@ -83,9 +94,9 @@ def render_model_py(
     device: str,
     runtime_version: str,
 ) -> str:
-    """The Python-backend model.py for an embedding model prepared by this runtime."""
-    if task is not Task.EMBEDDING:
-        raise ValueError(f"the Python backend template serves the embedding task, not {task}")
+    """The Python-backend model.py for a model of `task` prepared by this runtime."""
+    if task not in PYTHON_TASKS:
+        raise ValueError(f"the Python backend template serves {PYTHON_TASKS}, not {task}")
     return _render(
         "model.py.j2",
         model_name=model_name,
@@ -94,15 +105,19 @@ def render_model_py(
         max_length=max_length,
         device=device,
         runtime_version=runtime_version,
-        output_name=EMBEDDING_OUTPUT,
+        output_name=output_name(task),
         artefact=ARTEFACT_FILE,
     )
+
+
+# The tasks model.py.j2 serves: an embedding is pooled, a classifier answers its logits.
+PYTHON_TASKS = (Task.EMBEDDING, Task.CLASSIFICATION)
 
 
 def _render(template: str, **variables: object) -> str:
     """A template with the names every generated model.py shares."""
     shared = {
-        "input_name": EMBEDDING_INPUT,
+        "input_name": TEXT_INPUT,
         "tokenizer_dir": TOKENIZER_DIR,
         "site_dirs_env": SITE_DIRS_ENV,
     }

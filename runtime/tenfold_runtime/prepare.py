@@ -45,7 +45,7 @@ from tenfold.api.prepare import (
 from tenfold.api.serving import SERVING
 from tenfold.constants import PREPARE_MANIFEST_FILE
 from tenfold_runtime import builders, export, guard, quantize
-from tenfold_runtime.modeling import LoadedModel, embed, load_encoder
+from tenfold_runtime.modeling import LoadedModel, load_model
 from tenfold_runtime.sources import digest_weights, fetch_source, file_digest
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,10 @@ def runtime_version() -> str:
 
 
 def builtin_calibration(task: Task) -> list[str]:
-    """The calibration inputs shipped with the runtime for `task`."""
-    if task is not Task.EMBEDDING:
+    """The calibration inputs shipped with the runtime for `task` (one file per task)."""
+    text = resources.files("tenfold_runtime").joinpath(f"data/calibration_{task}.txt")
+    if not text.is_file():
         raise PrepareError(f"no built-in calibration set for task {task}; set calibrationInputs")
-    text = resources.files("tenfold_runtime").joinpath("data/calibration_embedding.txt")
     return [line for line in text.read_text().splitlines() if line.strip()]
 
 
@@ -138,13 +138,8 @@ class GuardWorkbench:
         self.reference = self.outputs(self.loaded.model)
 
     def outputs(self, module: nn.Module, texts: Sequence[str] | None = None) -> np.ndarray:
-        """The module's embeddings of `texts` (default: all calibration texts)."""
-        return embed(
-            module,
-            self.loaded.tokenizer,
-            self.texts if texts is None else texts,
-            max_length=self.loaded.max_length,
-        )
+        """What the module serves for `texts` (default: all calibration texts)."""
+        return self.loaded.outputs(module, self.texts if texts is None else texts)
 
     def accuracy(self, module: nn.Module) -> guard.Accuracy:
         """The module measured against the fp32 reference."""
@@ -358,8 +353,9 @@ def write_model_folder(
 
 
 def served_config(config_text: str, loaded: LoadedModel) -> str:
-    """A config.pbtxt from the operator with the loaded model's own embedding width."""
-    return builders.with_output_dims(config_text, builders.embedding_dims(loaded.hidden_size))
+    """A config.pbtxt from the operator with the loaded model's own output width."""
+    dims = builders.output_dims(loaded.task, loaded.output_width)
+    return builders.with_output_dims(config_text, dims)
 
 
 def write_python_model(
@@ -473,7 +469,7 @@ def prepare(
     model_dir = fetch_source(spec.source, cache_dir)
     source_digest = digest_weights(model_dir)
     log.info("prepare: loading %s (%s)", model_dir, source_digest)
-    loaded = load_encoder(model_dir, spec.device)
+    loaded = load_model(model_dir, spec.task, spec.device)
     texts = calibration_inputs(spec)
     log.info("prepare: guarding %s on %d calibration inputs", spec.precision, len(texts))
     scratch = repository / f".{spec.model_name}.export"
@@ -506,7 +502,7 @@ def write_model(
     extra: dict[str, object] = {}
     if spec.backend in EXPORTED_BACKENDS:
         extra["artefact"] = write_exported_steps(repository, spec, run, version)
-    inputs, outputs = builders.embedding_io(loaded.hidden_size)
+    inputs, outputs = builders.served_io(loaded.task, loaded.output_width)
     manifest = builders.build_manifest(
         spec=spec,
         source_digest=source_digest,

@@ -14,7 +14,7 @@ import pytest
 from tenfold_runtime.clients import embed_grpc, embed_http
 from tenfold_runtime.local import container_command, start_triton
 from tenfold_runtime.prepare import prepare
-from tests.small_models import operator_prepare_spec, save_small_bert
+from tests.small_models import metadata_outputs, operator_prepare_spec, save_small_bert
 
 pytestmark = pytest.mark.e2e
 
@@ -34,10 +34,7 @@ def test_metadata_and_answers_carry_the_models_own_width(tmp_path: Path):
     try:
         http = httpclient.InferenceServerClient(handle.http_url)
         grpc = grpcclient.InferenceServerClient(handle.grpc_url)
-        over_http = http.get_model_metadata("small")["outputs"]
-        assert over_http == [{"name": "EMBEDDING", "datatype": "FP32", "shape": [-1, WIDTH]}]
-        (over_grpc,) = grpc.get_model_metadata("small").outputs
-        assert (over_grpc.name, list(over_grpc.shape)) == ("EMBEDDING", [-1, WIDTH])
+        assert metadata_outputs(http, grpc, "small") == [("EMBEDDING", "FP32", [-1, WIDTH])] * 2
         assert embed_http(http, "small", TEXTS).shape == (len(TEXTS), WIDTH)
         assert embed_grpc(grpc, "small", TEXTS).shape == (len(TEXTS), WIDTH)
         http.close()

@@ -20,6 +20,7 @@ from tenfold.api.resource import InvalidSpecError, parse_spec
 from tenfold.api.rules import build_rules, serving_rules
 from tenfold.api.serving import SERVING, ServedPath, ServingTable
 from tenfold.cli import EXIT_INVALID, main
+from tenfold.plan.prepare_spec import build_prepare_spec
 from tenfold_runtime.prepare import PrepareError, check_servable
 from tests.serving_oracle import (
     MATRIX,
@@ -61,8 +62,9 @@ def test_admission_refuses_exactly_what_the_runtime_cannot_serve():
 @pytest.mark.parametrize(
     ("choice", "field", "words"),
     [
-        (("classification", "huggingface", "python", "top1Agreement", "cpu"),
-         "spec.model.task", "task classification is not served: tenfold prepares no classifiers"),
+        (("classification", "huggingface", "pytorch", "top1Agreement", "cpu"),
+         "spec.runtime.backend",
+         "classification models of format huggingface are served by backend python"),
         (("generation", "huggingface", "vllm", "cosine", "L4"),
          "spec.model.task", "generation needs an LLM backend"),
         (("generation", "huggingface", "vllm", "cosine", "L4"),
@@ -97,7 +99,9 @@ def prepare_spec(task: str, fmt: str, backend: str, metric: str, gpu: str) -> Pr
             "format": fmt,
             "task": task,
             "precision": "fp32",
-            "guard": {"metric": metric},
+            "guard": {
+                "metric": SERVING.guard_metric(Task(task), GuardMetric(metric) if metric else None)
+            },
             "backend": backend,
             "device": "cpu" if gpu == "cpu" else "cuda",
             "config_pbtxt": 'name: "m"',
@@ -148,10 +152,8 @@ def cel_map(expression: str) -> dict[str, str]:
 
 def test_cel_messages_are_the_python_messages():
     rules = {rule.name: rule for rule in serving_rules(SERVING)}
-    assert rules["task-served"].cel == 'self.model.task in ["embedding"]'
+    assert rules["task-served"].cel == 'self.model.task in ["classification", "embedding"]'
     assert cel_map(rules["task-served"].message_expression or "") == {
-        "classification": "task classification is not served: "
-        + SERVING.not_served["task"][Task.CLASSIFICATION],
         "generation": "task generation is not served: "
         + SERVING.not_served["task"][Task.GENERATION],
     }
@@ -251,3 +253,13 @@ def test_prepare_refuses_fp8_and_int4_in_admissions_words():
         if problem := disagreement(reasons, spec):
             wrong.append(f"{gpu} {precision} {fallback}: {problem}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("task", "default"), [("embedding", "cosine"), ("classification", "top1Agreement")]
+)
+def test_a_spec_without_a_guard_metric_gets_its_tasks_default(task, default):
+    spec = parse_spec(spec_of(task, "huggingface", "python", "", "cpu"))
+    assert spec.quantization.guard.metric is None
+    prepared = build_prepare_spec("svc", spec)
+    assert prepared.guard.metric == default

@@ -31,9 +31,16 @@ def test_model_py_is_valid_python_naming_the_contract_tensors():
     assert "class TritonPythonModel" in source
 
 
+def test_model_py_of_a_classifier_answers_its_logits():
+    source = _model_py(task=Task.CLASSIFICATION)
+    ast.parse(source)
+    assert 'OUTPUT_NAME = "LOGITS"' in source
+    assert ".logits" in source and "normalize" not in source
+
+
 def test_model_py_refuses_tasks_it_does_not_serve():
-    with pytest.raises(ValueError, match="embedding"):
-        _model_py(task=Task.CLASSIFICATION)
+    with pytest.raises(ValueError, match="generation"):
+        _model_py(task=Task.GENERATION)
 
 
 def test_template_fails_on_a_missing_variable():
@@ -44,13 +51,17 @@ def test_template_fails_on_a_missing_variable():
         template.render(model_name="m")
 
 
-def test_embedding_io_matches_the_operator_contract():
-    inputs, outputs = builders.embedding_io(384)
+@pytest.mark.parametrize(
+    ("task", "width", "output"),
+    [(Task.EMBEDDING, 384, "EMBEDDING"), (Task.CLASSIFICATION, 3, "LOGITS")],
+)
+def test_served_io_matches_the_operator_contract_with_the_models_width(task, width, output):
+    inputs, outputs = builders.served_io(task, width)
     assert [builders.io_json(t) for t in inputs] == [
         {"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}
     ]
     assert [builders.io_json(t) for t in outputs] == [
-        {"name": "EMBEDDING", "data_type": "TYPE_FP32", "dims": [384]}
+        {"name": output, "data_type": "TYPE_FP32", "dims": [width]}
     ]
 
 
@@ -70,7 +81,7 @@ def test_manifest_records_request_served_accuracy_and_every_attempt():
     accepted = Attempt(
         Precision.MIXED, True, "drop 0.005 <= 0.01", Accuracy(GuardMetric.COSINE, 0.995, 0.99, 64)
     )
-    inputs, outputs = builders.embedding_io(384)
+    inputs, outputs = builders.served_io(Task.EMBEDDING, 384)
     manifest = builders.build_manifest(
         spec=_spec(),
         source_digest="sha256:abc",

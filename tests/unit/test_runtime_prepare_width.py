@@ -7,18 +7,20 @@ the operator renders, on each backend tenfold serves.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as mc
 
+from tenfold.api.enums import Task
 from tenfold.api.prepare import encoder_model_name
-from tenfold.constants import PREPARE_MANIFEST_FILE
 from tenfold_runtime import builders
 from tenfold_runtime.prepare import prepare
-from tests.small_models import operator_prepare_spec, save_small_bert
+from tests.small_models import (
+    operator_prepare_spec,
+    save_small_bert,
+    served_dims,
+    written_outputs,
+)
 
 WIDTH = 64
 
@@ -27,12 +29,6 @@ WIDTH = 64
 def small_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 64-wide BERT encoder and its tokenizer, saved the Hugging Face way."""
     return save_small_bert(tmp_path_factory.mktemp("bert") / "bert64", WIDTH)
-
-
-def served_dims(text: str) -> dict[str, list[int]]:
-    """Output name -> dims of config.pbtxt text, read the way tritonserver reads it."""
-    config = text_format.Parse(text, mc.ModelConfig())
-    return {output.name: list(output.dims) for output in config.output}
 
 
 @pytest.mark.slow
@@ -46,13 +42,9 @@ def test_written_config_and_manifest_carry_the_models_own_width(
 
     manifest = prepare(spec, cache_dir=tmp_path / "cache")
 
-    model_dir = tmp_path / "models" / "small"
-    assert served_dims((model_dir / "config.pbtxt").read_text()) == {"EMBEDDING": [WIDTH]}
-    assert manifest["io"]["outputs"] == [  # type: ignore[index]
-        {"name": "EMBEDDING", "data_type": "TYPE_FP32", "dims": [WIDTH]}
-    ]
-    written = json.loads((model_dir / PREPARE_MANIFEST_FILE).read_text())
-    assert written["io"]["outputs"][0]["dims"] == [WIDTH]
+    output = [{"name": "EMBEDDING", "data_type": "TYPE_FP32", "dims": [WIDTH]}]
+    written = written_outputs(tmp_path / "models" / "small", manifest)
+    assert written == [{"EMBEDDING": [WIDTH]}, output, output]
     if backend != "python":
         encoder = tmp_path / "models" / encoder_model_name("small") / "config.pbtxt"
         assert served_dims(encoder.read_text()) == {"EMBEDDING__0": [WIDTH]}
@@ -61,7 +53,7 @@ def test_written_config_and_manifest_carry_the_models_own_width(
 def test_only_the_named_outputs_change():
     text = 'name: "m"\noutput { name: "EMBEDDING" data_type: TYPE_FP32 dims: -1 }\n'
     text += 'output { name: "OTHER" data_type: TYPE_FP32 dims: -1 dims: 3 }\n'
-    patched = builders.with_output_dims(text, builders.embedding_dims(WIDTH))
+    patched = builders.with_output_dims(text, builders.output_dims(Task.EMBEDDING, WIDTH))
     assert served_dims(patched) == {"EMBEDDING": [WIDTH], "OTHER": [-1, 3]}
     # An operator that still guessed a width is corrected, not trusted.
     guessed = text.replace("dims: -1 }", "dims: 384 }", 1)

@@ -99,7 +99,12 @@ def render_serving_table(table: ServingTable) -> list[str]:
         for d in DIMENSIONS
         for message in table.refused_messages(d).values()
     ]
-    lines += ["", "The guard metric must fit the task (`spec.quantization.guard.metric`):", ""]
+    lines += [
+        "",
+        "The guard metric must fit the task (`spec.quantization.guard.metric`); unset, it is "
+        "the first one listed:",
+        "",
+    ]
     lines += [f"- {task}: {' or '.join(metrics)}" for task, metrics in table.guard_metrics.items()]
     lines += ["", f"On `gpuType: cpu`: {table.gpu_message()} (`spec.runtime.backend`)."]
     lines += [

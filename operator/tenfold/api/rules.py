@@ -212,7 +212,7 @@ def serving_rules(table: ServingTable) -> tuple[Rule, ...]:
             METRIC_FIELD,
             "the guard metric does not fit the task: "
             + "; ".join(f"{t} takes {' or '.join(m)}" for t, m in fitting.items()),
-            f"!({model}.task in {_cel_map(fitting)})"
+            f"!has({metric}) || !({model}.task in {_cel_map(fitting)})"
             f" || {metric} in {_cel_map(fitting)}[{model}.task]",
             f"{_cel_map(metric_messages)}[{model}.task + '/' + {metric}]",
         )

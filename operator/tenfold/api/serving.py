@@ -73,7 +73,8 @@ class ServingTable:
     served: tuple[ServedPath, ...]
     # Per dimension name: why a value that no served path uses is refused.
     not_served: Mapping[str, Mapping[str, str]]
-    # The guard metrics that fit each task (how its quantized outputs are compared).
+    # The guard metrics that fit each task (how its quantized outputs are compared); the
+    # first is the task's default, used when the spec names none.
     guard_metrics: Mapping[Task, tuple[GuardMetric, ...]]
     # Backends that run only on a GPU.
     gpu_only: frozenset[Backend]
@@ -142,7 +143,7 @@ class ServingTable:
         task: Task,
         format: ModelFormat,
         backend: Backend,
-        metric: GuardMetric,
+        metric: GuardMetric | None,
         *,
         gpu: bool,
         precision: Precision,
@@ -151,17 +152,23 @@ class ServingTable:
         """Every reason the runtime cannot serve this choice; empty when it can."""
         found = self.combination_refusals(task, format, backend)
         found += self.precision_refusals(precision, fallback)
-        if not self.metric_fits(task, metric):
+        if metric is not None and not self.metric_fits(task, metric):
             reason = self.metric_message(task, metric)
             found.append(Refusal("metric-fits-task", METRIC_FIELD, reason))
         if backend in self.gpu_only and not gpu:
             found.append(Refusal("backend-needs-gpu", BACKEND_FIELD, self.gpu_message()))
         return found
 
-    def metric_fits(self, task: Task, metric: GuardMetric) -> bool:
-        """Whether the guard metric fits the task (a task without guard metrics takes any)."""
+    def metric_fits(self, task: Task, metric: GuardMetric | None) -> bool:
+        """Whether the guard metric fits the task (unset: the task's default; a task without
+        guard metrics takes any)."""
         fitting = self.guard_metrics.get(task)
-        return fitting is None or metric in fitting
+        return metric is None or fitting is None or metric in fitting
+
+    def guard_metric(self, task: Task, metric: GuardMetric | None) -> GuardMetric:
+        """The metric the guard uses: the spec's, else the task's default (cosine for a task
+        the table gives no metrics, as for embeddings)."""
+        return metric or self.guard_metrics.get(task, (GuardMetric.COSINE,))[0]
 
     def combination_message(self, task: str, format: str) -> str:
         """Why the backend cannot serve this task and format, naming the ones that can."""
@@ -217,10 +224,15 @@ SERVING = ServingTable(
             Backend.ONNXRUNTIME,
             "the guarded encoder exported to ONNX, behind a tokenizer ensemble",
         ),
+        ServedPath(
+            Task.CLASSIFICATION,
+            ModelFormat.HUGGINGFACE,
+            Backend.PYTHON,
+            "the guarded sequence classifier in a generated model.py, one logit per label",
+        ),
     ),
     not_served={
         "task": {
-            Task.CLASSIFICATION: "tenfold prepares no classifiers yet; it serves embedding models",
             Task.GENERATION: (
                 "generation needs an LLM backend (vLLM or TensorRT-LLM) on a GPU, "
                 "which tenfold does not prepare"

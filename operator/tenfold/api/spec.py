@@ -108,9 +108,10 @@ class RuntimeSpec(ApiModel):
 class GuardSpec(ApiModel):
     """The accuracy guard: the quantized model is measured against full precision first."""
 
-    metric: GuardMetric = Field(
-        GuardMetric.COSINE,
-        description="cosine (embeddings), top1Agreement (classifiers) or logitMSE.",
+    metric: GuardMetric | None = Field(
+        None,
+        description="cosine (embeddings), top1Agreement or logitMSE (classifiers); "
+        "unset: the task's default (cosine, top1Agreement).",
     )
     max_drop: float = Field(
         0.01, ge=0, le=1, description="Largest allowed drop of the metric versus fp32."

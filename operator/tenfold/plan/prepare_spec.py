@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tenfold.api.catalog import CPU
 from tenfold.api.prepare import GuardSettings, PrepareSpec
+from tenfold.api.serving import SERVING
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.constants import MODEL_REPOSITORY_PATH
 from tenfold.plan.source import runtime_source
@@ -27,7 +28,7 @@ def build_prepare_spec(name: str, spec: InferenceServiceSpec) -> PrepareSpec:
         precision=quantization.precision,
         keep_higher_precision=list(quantization.keep_higher_precision),
         guard=GuardSettings(
-            metric=guard.metric,
+            metric=SERVING.guard_metric(model.task, guard.metric),
             max_drop=guard.max_drop,
             calibration_samples=guard.calibration_samples,
             fallback=list(guard.fallback),
