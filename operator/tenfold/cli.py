@@ -121,9 +121,13 @@ def command_run(args: argparse.Namespace) -> int:
     import kopf
 
     import tenfold.controller.handlers  # noqa: F401  (registers the handlers)
+    from tenfold.controller.settings import scope
 
     kopf.configure(verbose=args.verbose)
+    settings = kopf.OperatorSettings()
+    scope(settings, args.namespace or ())
     kopf.run(
+        settings=settings,
         standalone=args.standalone,
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),

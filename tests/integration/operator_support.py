@@ -28,8 +28,12 @@ STOP_TIMEOUT = 20.0
 class OperatorProcess:
     """`tenfold run` as users run it, with its output in a log file."""
 
-    def __init__(self, log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, log_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ):
+        """`args` go after `tenfold run`'s own (e.g. `--namespace=NAME` per namespace)."""
         self.log_path = log_path
+        self.args = args
         self.liveness_port = free_port()
         self._env = {
             **os.environ,
@@ -54,6 +58,7 @@ class OperatorProcess:
                 "--standalone",
                 "--verbose",
                 f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+                *self.args,
             ],  # fmt: skip
             stdout=log,
             stderr=subprocess.STDOUT,

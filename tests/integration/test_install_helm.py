@@ -21,6 +21,7 @@ from tenfold_tools import testbed as tb
 from tenfold_tools.testbed import Kubectl, load_versions
 from tenfold_tools.testbed.health import wait_until
 from tenfold_tools.testbed.layout import Binaries
+from tests.cluster_fixtures import create_namespace
 from tests.integration.operator_support import (
     OPERATOR_START_TIMEOUT,
     REPO_ROOT,
@@ -28,6 +29,7 @@ from tests.integration.operator_support import (
     apply_manifest,
     get_json,
     load_manifest,
+    settle,
     wait_for,
     wait_ready,
 )
@@ -254,6 +256,109 @@ def test_operator_serves_with_only_the_charts_permissions(
         operator.stop()
     # 2 vCPU at the chart's cpu price, one replica: the price ConfigMap was readable.
     assert service["status"]["costPerHour"] == pytest.approx(2 * CPU_PRICE)
+    assert_never_denied(operator.log_text())
+
+
+def test_namespaced_template_has_no_cluster_wide_rights():
+    sets = ["--set", "watchNamespaces={team-a,team-b}"]
+    rendered = helm("template", "ns", str(CHART), "--namespace", "ops", *sets).stdout
+    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    kinds = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in documents}
+    assert not [k for k in kinds if k[0] in ("ClusterRole", "ClusterRoleBinding")]
+    for served in ("team-a", "team-b"):
+        assert ("Role", served, "ns-tenfold-services") in kinds
+        assert ("RoleBinding", served, "ns-tenfold-services") in kinds
+    # The release's own namespace keeps only the price ConfigMap's Role.
+    assert ("Role", "ops", "ns-tenfold") in kinds
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--namespace=team-a", "--namespace=team-b"} <= set(args)
+    # One replica only: kopf's namespaced peering objects are not shipped.
+    failed = helm("template", "ns", str(CHART), *sets, "--set", "replicaCount=2", check=False)
+    assert failed.returncode != 0 and "watchNamespaces" in failed.stderr
+
+
+@dataclass(frozen=True)
+class Namespaced:
+    """A namespaced install serving `served` only; `unlisted` is any other namespace."""
+
+    release: Release
+    served: str
+    unlisted: str
+
+
+@pytest.fixture(scope="module")
+def namespaced(testbed: tb.Testbed, kubectl: Kubectl) -> Iterator[Namespaced]:
+    """The chart with watchNamespaces naming one fresh namespace, and a second one it omits."""
+    served = create_namespace(kubectl, "served")
+    unlisted = create_namespace(kubectl, "unlisted")
+    release = install(testbed, kubectl, f"watchNamespaces={{{served}}}", f"prices.cpu={CPU_PRICE}")
+    yield Namespaced(release, served, unlisted)
+    uninstall(testbed, kubectl, release)
+    for name in (served, unlisted):
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# Every right the operator has in a served namespace: none of it anywhere else.
+NAMESPACED_RIGHTS = [
+    ("patch", "deployments.apps"),
+    ("get", "deployments.apps"),
+    ("delete", "statefulsets.apps"),
+    ("create", "configmaps"),
+    ("create", "secrets"),
+    ("list", "pods"),
+    ("create", "events"),
+    ("watch", "inferenceservices.serving.tenfold.dev"),
+    ("patch", "inferenceservices.serving.tenfold.dev", "--subresource=scale"),
+]
+
+
+@pytest.mark.parametrize("right", NAMESPACED_RIGHTS, ids="-".join)
+def test_namespaced_install_acts_only_in_its_namespaces(
+    namespaced: Namespaced, kubectl: Kubectl, right: tuple[str, ...]
+):
+    release = namespaced.release
+    assert _can_i(kubectl, release, *right, "-n", namespaced.served)
+    for elsewhere in ("kube-system", "default", namespaced.unlisted, release.namespace):
+        assert not _can_i(kubectl, release, *right, "-n", elsewhere), elsewhere
+    assert not _can_i(kubectl, release, *right, "--all-namespaces")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("list", "namespaces"),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("get", "secrets", "-n", "kube-system"),
+        ("get", "configmaps", "-n", "kube-system"),
+        ("list", "clusterkopfpeerings.kopf.dev"),
+    ],
+)
+def test_namespaced_install_reads_nothing_cluster_wide(
+    namespaced: Namespaced, kubectl: Kubectl, args: tuple[str, ...]
+):
+    assert not _can_i(kubectl, namespaced.release, *args)
+
+
+def test_namespaced_operator_serves_its_namespace_and_ignores_others(
+    namespaced: Namespaced, testbed: tb.Testbed, kubectl: Kubectl, tmp_path: Path
+):
+    release = namespaced.release
+    kubeconfig = service_account_kubeconfig(kubectl, testbed, release, tmp_path / "sa.yaml")
+    env = operator_env(kubeconfig, release)
+    scoped = (f"--namespace={namespaced.served}",)
+    operator = OperatorProcess(tmp_path / "operator.log", env=env, args=scoped).start()
+    try:
+        apply_manifest(kubectl, namespaced.unlisted, load_manifest(MINILM))
+        service = serve_minilm(kubectl, namespaced.served)
+        settle(3)  # ticks of the operator, which must not reach the unlisted namespace
+        ignored = get_json(kubectl, namespaced.unlisted, "inferenceservice", "minilm")
+    finally:
+        operator.stop()
+    assert service["status"]["costPerHour"] == pytest.approx(2 * CPU_PRICE)
+    assert "status" not in ignored and not ignored["metadata"].get("finalizers")
+    gone = kubectl("get", "deployment", "minilm", "-n", namespaced.unlisted, check=False)
+    assert gone.returncode != 0
     assert_never_denied(operator.log_text())
 
 

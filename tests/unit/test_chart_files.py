@@ -77,8 +77,23 @@ def _verbs(api_group: str, resource: str) -> set[str]:
         ("", "secrets", {"create"}),
         ("", "nodes", set()),
         ("apiextensions.k8s.io", "customresourcedefinitions", {"list", "watch"}),
-        ("serving.tenfold.dev", "inferenceservices/scale", {"get", "patch", "update"}),
-        ("serving.tenfold.dev", "inferenceservices", {"get", "list", "watch", "patch"}),
+        # Each verb is one the code calls (docs/security.md, "What the operator may do").
+        ("serving.tenfold.dev", "inferenceservices", {"list", "watch", "patch"}),
+        ("serving.tenfold.dev", "inferenceservices/scale", {"patch"}),
+        ("serving.tenfold.dev", "inferenceservices/status", {"patch"}),
+        ("serving.tenfold.dev", "inferenceservices/finalizers", {"update"}),
+        # Server-side apply (create and patch) and pruning (list, delete); the Deployment
+        # alone is read, by name; nothing is watched or updated.
+        ("apps", "deployments", {"get", "list", "create", "patch", "delete"}),
+        ("apps", "statefulsets", {"list", "create", "patch", "delete"}),
+        ("", "services", {"list", "create", "patch", "delete"}),
+        ("", "configmaps", {"list", "create", "patch", "delete"}),
+        ("policy", "poddisruptionbudgets", {"list", "create", "patch", "delete"}),
+        ("networking.k8s.io", "networkpolicies", {"list", "create", "patch", "delete"}),
+        ("monitoring.coreos.com", "servicemonitors", {"list", "create", "patch", "delete"}),
+        ("", "pods", {"list"}),
+        ("", "events", {"create"}),
+        ("events.k8s.io", "events", set()),
     ],
 )
 def test_cluster_role_grants_exactly(api_group: str, resource: str, allowed: set[str]):

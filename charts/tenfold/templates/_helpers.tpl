@@ -56,3 +56,61 @@ app.kubernetes.io/component: operator
 {{- define "tenfold.image" -}}
 {{- printf "%s:%s" .repository (default .appVersion .tag) -}}
 {{- end -}}
+
+{{/*
+What the operator does inside a namespace whose InferenceServices it serves, verb by verb
+from the code that calls it (docs/security.md): the ClusterRole grants these everywhere,
+a namespaced install (watchNamespaces) grants them per listed namespace with a Role.
+*/}}
+{{- define "tenfold.serviceRules" -}}
+{{- $children := list "list" "create" "patch" "delete" -}}
+# kopf lists and watches InferenceServices and merge-patches its progress annotations and
+# finalizer into their metadata; it never reads one by name.
+- apiGroups: [serving.tenfold.dev]
+  resources: [inferenceservices]
+  verbs: [list, watch, patch]
+# Conditions and cost through the status subresource (kopf's merge patch); the autoscaler
+# merge-patches replicas through scale (autoscale/actuator.py).
+- apiGroups: [serving.tenfold.dev]
+  resources: [inferenceservices/status, inferenceservices/scale]
+  verbs: [patch]
+# Children carry blockOwnerDeletion owner references, which clusters running the
+# OwnerReferencesPermissionEnforcement admission plugin allow only with this.
+- apiGroups: [serving.tenfold.dev]
+  resources: [inferenceservices/finalizers]
+  verbs: [update]
+# The children of every InferenceService (controller/apply.py): a server-side apply that
+# creates needs create and patch, pruning lists by label and deletes. Nothing watches or
+# updates them; the Deployment alone is read by name (controller/observe.py).
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: {{ toJson (append $children "get") }}
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: {{ toJson $children }}
+- apiGroups: [""]
+  resources: [services, configmaps]
+  verbs: {{ toJson $children }}
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: {{ toJson $children }}
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: {{ toJson $children }}
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors]
+  verbs: {{ toJson $children }}
+# The managed Redis's password: created once, with a generated value, and never read,
+# changed or listed (the garbage collector deletes it with its InferenceService).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+# Pod readiness and the prepare step's accuracy report feed the status (one list by label).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+# kopf posts handler progress and errors as core/v1 events (create only).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}

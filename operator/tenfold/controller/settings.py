@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 import kopf
 
@@ -31,3 +32,14 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.batching.error_delays = (1, 2, 5, 10, 30)
     # A deletion waits for running timers to notice it; kopf's default check is every 60 s.
     settings.background.cancellation_polling = 1
+
+
+def scope(settings: kopf.OperatorSettings, namespaces: Collection[str]) -> None:
+    """Confine a namespaced operator (`tenfold run --namespace`) to its namespaces.
+
+    kopf otherwise lists and watches Namespaces and CRDs cluster-wide to follow them; a
+    namespaced install grants neither (charts/tenfold: watchNamespaces), so it serves exactly
+    the namespaces named and the resources the API's discovery shows at start. Set before
+    kopf starts: its observers read it before any startup handler runs.
+    """
+    settings.scanning.disabled = bool(namespaces)
