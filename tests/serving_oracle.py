@@ -11,8 +11,10 @@ from itertools import product
 from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Task
 
 # The oracle: what the runtime serves today.
-SERVED = {("embedding", "huggingface", b) for b in ("python", "pytorch", "onnxruntime")} | {
-    ("classification", "huggingface", "python")
+SERVED = {
+    (task, "huggingface", backend)
+    for task in ("embedding", "classification")
+    for backend in ("python", "pytorch", "onnxruntime")
 }
 FITTING = {"embedding": {"cosine"}, "classification": {"top1Agreement", "logitMSE"}}
 GPU_ONLY = {"tensorrt", "vllm"}

@@ -13,11 +13,11 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tenfold.api.enums import Backend, Precision, Task
 from tenfold.api.prepare import (
-    ENCODER_OUTPUT,
     SEQUENCE_BUCKETS_PARAMETER,
     TOKEN_IDS,
     TOKEN_MASK,
     PrepareSpec,
+    encoder_output,
 )
 from tenfold.api.triton_io import TASK_IO, TensorSpec
 from tenfold_runtime.guard import Decision
@@ -39,14 +39,11 @@ def output_name(task: Task) -> str:
 def output_dims(task: Task, width: int) -> dict[str, tuple[int, ...]]:
     """The served shape of a `task` model whose rows are `width` wide, by tensor name.
 
-    The one place the served contract is taken from the loaded model: the served output and,
-    for embeddings, the exported encoder's output, which the ensemble passes through. The
-    config.pbtxt prepare writes and the manifest's io both come from here.
+    The one place the served contract is taken from the loaded model: the served output and
+    the exported encoder's output, which the ensemble passes through. The config.pbtxt files
+    prepare writes and the manifest's io all come from here.
     """
-    dims = {output_name(task): (width,)}
-    if task is Task.EMBEDDING:
-        dims[ENCODER_OUTPUT] = (width,)
-    return dims
+    return {output_name(task): (width,), encoder_output(task): (width,)}
 
 
 def served_io(task: Task, width: int) -> tuple[list[TensorSpec], list[TensorSpec]]:

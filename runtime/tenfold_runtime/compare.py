@@ -95,7 +95,7 @@ def engines(workdir: Path) -> list[tuple[str, str, Embedder]]:
             device="cpu",
         )
         _, run = export.export_artefact(Backend.ONNXRUNTIME, job)
-        return lambda texts: export.artefact_embeddings(
+        return lambda texts: export.artefact_outputs(
             run,
             loaded.tokenizer,
             texts,

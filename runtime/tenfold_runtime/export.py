@@ -1,10 +1,11 @@
-"""The guarded encoder exported for Triton's pytorch (TorchScript) and onnxruntime (ONNX) backends.
+"""The guarded model exported for Triton's pytorch (TorchScript) and onnxruntime (ONNX) backends.
 
-Both artefacts take token ids and an attention mask and return the pooled, normalized
-embedding, so the pooling runs inside the graph and the ensemble's tokenizer step stays
-trivial. An artefact is only written after it has been run here on the calibration inputs
-and measured against the fp32 reference: tracing or exporting can change numerics (or bake a
-shape into the graph), and what the guard approved must be what the cluster serves.
+Both artefacts take token ids and an attention mask and return what the task serves: an
+encoder's pooled, normalized embedding, or a classifier's logits. The pooling (or the head)
+runs inside the graph and the ensemble's tokenizer step stays trivial. An artefact is only
+written after it has been run here on the calibration inputs and measured against the fp32
+reference: tracing or exporting can change numerics (or bake a shape into the graph), and
+what the guard approved must be what the cluster serves.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tenfold.api.enums import Backend, Precision
-from tenfold.api.prepare import ENCODER_OUTPUT, TOKEN_IDS, TOKEN_MASK
+from tenfold.api.enums import Backend, Precision, Task
+from tenfold.api.prepare import TOKEN_IDS, TOKEN_MASK, encoder_output
 from tenfold_runtime.modeling import mean_pool
 from tenfold_runtime.quantize import UnsupportedPrecisionError
 
@@ -39,7 +40,7 @@ ONNX_INT8_PRECISIONS = (Precision.INT8, Precision.MIXED)
 # How the manifest names onnxruntime's int8 (quantize_dynamic, per-channel int8 weights).
 ONNX_INT8_SCHEME = "onnxruntime-dynamic-per-channel"
 
-# Runs an artefact: (token ids, attention mask) -> embeddings [rows, hidden].
+# Runs an artefact: (token ids, attention mask) -> what it serves [rows, width].
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -47,17 +48,21 @@ class ExportError(RuntimeError):
     """The module could not be exported (or quantized) for the backend."""
 
 
-class PooledEncoder(nn.Module):
-    """An encoder plus MiniLM's pooling: token ids and mask in, unit-length embeddings out."""
+class ServedModel(nn.Module):
+    """The model as the task serves it: token ids and mask in; unit-length embeddings (an
+    encoder plus MiniLM's pooling, as modeling.embed) or a classifier's logits out."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, task: Task = Task.EMBEDDING) -> None:
         super().__init__()
         self.encoder = encoder
+        self.pooled = task is Task.EMBEDDING
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Mean of the non-padding token vectors, L2-normalized (as modeling.embed)."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)
-        return mean_pool(hidden[0], attention_mask)
+        """The pooled embedding, or the logits, of each row."""
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)
+        if self.pooled:
+            return mean_pool(output[0], attention_mask)
+        return output[0].to(torch.float32)
 
 
 def check_exportable(backend: Backend, precision: Precision) -> None:
@@ -113,13 +118,15 @@ def example_inputs(tokenizer: object, max_length: int) -> tuple[torch.Tensor, to
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
-def export_torchscript(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
-    """Trace the pooled encoder; the batch and sequence dimensions stay dynamic."""
+def export_torchscript(
+    module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, task: Task = Task.EMBEDDING
+) -> None:
+    """Trace the served model; the batch and sequence dimensions stay dynamic."""
     with torch.no_grad(), _quiet_torchscript():
         # Tracer warnings flag Python-side shape checks in transformers; the artefact is
         # measured on other shapes before it is kept.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(PooledEncoder(module).eval(), example, check_trace=False)
+        traced = torch.jit.trace(ServedModel(module, task).eval(), example, check_trace=False)
         torch.jit.save(traced, str(path))
 
 
@@ -133,18 +140,20 @@ def _quiet_torchscript() -> Iterator[None]:
         yield
 
 
-def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
-    """Export the fp32 pooled encoder to ONNX with dynamic batch and sequence axes."""
-    dynamic = {0: "batch", 1: "sequence"}
+def export_onnx(
+    module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, task: Task = Task.EMBEDDING
+) -> None:
+    """Export the fp32 served model to ONNX with dynamic batch and sequence axes."""
+    dynamic, output = {0: "batch", 1: "sequence"}, encoder_output(task)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            PooledEncoder(module).eval(),
+            ServedModel(module, task).eval(),
             example,
             str(path),
             input_names=[TOKEN_IDS, TOKEN_MASK],
-            output_names=[ENCODER_OUTPUT],
-            dynamic_axes={TOKEN_IDS: dynamic, TOKEN_MASK: dynamic, ENCODER_OUTPUT: {0: "batch"}},
+            output_names=[output],
+            dynamic_axes={TOKEN_IDS: dynamic, TOKEN_MASK: dynamic, output: {0: "batch"}},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -154,17 +163,22 @@ def linear_matmul_nodes(model_path: Path, linear_names: Sequence[str]) -> list[s
     """The MatMul nodes the exporter made from the named Linear layers of the encoder.
 
     The TorchScript-based exporter names nodes by module scope, with `/` between modules:
-    `encoder.layer.0.attention.self.query` becomes `/encoder/encoder/layer.0/.../MatMul`.
+    `encoder.layer.0.attention.self.query` becomes `/encoder/encoder/layer.0/.../MatMul`. A
+    Linear applied to one vector per row (BERT's pooler, a classifier's head) becomes a Gemm,
+    which onnxruntime's dynamic quantization leaves at fp32; it is not a MatMul to quantize.
     """
     import onnx  # an optional package: only the onnxruntime backend needs it
 
     scopes = {name: "/encoder/" + "/".join(_scope_parts(name)) for name in linear_names}
     graph = onnx.load(str(model_path), load_external_data=False).graph
     matmuls = {node.name for node in graph.node if node.op_type == "MatMul"}
+    gemms = {node.name for node in graph.node if node.op_type == "Gemm"}
     found, lost = [], []
     for name, scope in scopes.items():
         if f"{scope}/MatMul" in matmuls:
             found.append(f"{scope}/MatMul")
+        elif f"{scope}/Gemm" in gemms:
+            log.info("export: %s is a Gemm; onnxruntime's dynamic int8 leaves it at fp32", name)
         # A layer the output does not use (BERT's pooler) is pruned from the graph entirely.
         elif any(node.name.startswith(f"{scope}/") for node in graph.node):
             lost.append(name)
@@ -218,20 +232,21 @@ def torchscript_runner(path: Path, device: str) -> Runner:
     return run
 
 
-def onnx_runner(path: Path) -> Runner:
+def onnx_runner(path: Path, task: Task = Task.EMBEDDING) -> Runner:
     """Run a saved ONNX artefact with onnxruntime on the CPU."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    output = encoder_output(task)
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        (out,) = session.run([ENCODER_OUTPUT], {TOKEN_IDS: ids, TOKEN_MASK: mask})
+        (out,) = session.run([output], {TOKEN_IDS: ids, TOKEN_MASK: mask})
         return np.asarray(out, dtype=np.float32)
 
     return run
 
 
-def artefact_embeddings(
+def artefact_outputs(
     run: Runner,
     tokenizer: object,
     texts: Sequence[str],
@@ -240,7 +255,7 @@ def artefact_embeddings(
     max_length: int,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """The artefact's embeddings of `texts`, fed as the ensemble feeds it."""
+    """What the artefact serves for `texts`, fed as the ensemble feeds it."""
     chunks = []
     for start in range(0, len(texts), batch_size):
         ids, mask = tokenize_to_bucket(
@@ -262,6 +277,7 @@ class ExportJob:
     example: tuple[torch.Tensor, ...]  # token ids and mask to trace with
     folder: Path
     device: str
+    task: Task = Task.EMBEDDING
 
 
 def export_artefact(backend: Backend, job: ExportJob) -> tuple[Path, Runner]:
@@ -279,19 +295,19 @@ def export_artefact(backend: Backend, job: ExportJob) -> tuple[Path, Runner]:
 
 
 def _export(backend: Backend, job: ExportJob) -> tuple[Path, Runner]:
-    folder, precision = job.folder, job.precision
+    folder, precision, task = job.folder, job.precision, job.task
     path = folder / ARTEFACT_FILES[backend]
     if backend is Backend.PYTORCH:
-        export_torchscript(job.module, job.example, path)
+        export_torchscript(job.module, job.example, path, task)
         return path, torchscript_runner(path, job.device)
     if precision not in ONNX_INT8_PRECISIONS:
-        export_onnx(job.fp32_module, job.example, path)
-        return path, onnx_runner(path)
+        export_onnx(job.fp32_module, job.example, path, task)
+        return path, onnx_runner(path, task)
     fp32_path = folder / f"fp32-{ONNX_FILE}"
-    export_onnx(job.fp32_module, job.example, fp32_path)
+    export_onnx(job.fp32_module, job.example, fp32_path, task)
     kept = set(job.kept_layers)
     nodes = linear_matmul_nodes(fp32_path, [n for n in job.linear_names if n not in kept])
     quantize_onnx(fp32_path, path, nodes)
     fp32_path.unlink()
     log.info("export: onnxruntime int8 on %d MatMul nodes (%d kept fp32)", len(nodes), len(kept))
-    return path, onnx_runner(path)
+    return path, onnx_runner(path, task)

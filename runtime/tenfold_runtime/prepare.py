@@ -164,9 +164,10 @@ class GuardWorkbench:
             example=tuple(t.to(self.device) for t in example),
             folder=folder,
             device=self.device,
+            task=self.loaded.task,
         )
         path, run = export.export_artefact(self.target.backend, job)
-        outputs = export.artefact_embeddings(
+        outputs = export.artefact_outputs(
             run,
             self.loaded.tokenizer,
             self.texts,

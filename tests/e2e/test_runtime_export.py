@@ -106,7 +106,7 @@ def test_torchscript_artefact_loads_and_matches_fp32(tmp_path, fp32):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    got = export.artefact_embeddings(run, tokenizer, HELD_OUT, buckets=(16, 64), max_length=256)
+    got = export.artefact_outputs(run, tokenizer, HELD_OUT, buckets=(16, 64), max_length=256)
     assert np.sum(got * fp32(HELD_OUT), axis=1).min() > 0.9999
     assert isinstance(torch.jit.load(str(path)), torch.jit.ScriptModule)
 

@@ -107,9 +107,6 @@ def test_apiserver_refuses_exactly_what_cannot_be_served(
 @pytest.mark.parametrize(
     ("choice", "field", "words"),
     [
-        (("classification", "huggingface", "pytorch", "top1Agreement", "L4"),
-         "spec.runtime.backend",
-         "classification models of format huggingface are served by backend python"),
         (("generation", "huggingface", "vllm", "cosine", "L4"),
          "spec.runtime.backend", "backend vllm is not served"),
         (("embedding", "onnx", "onnxruntime", "cosine", "cpu"),

@@ -62,9 +62,6 @@ def test_admission_refuses_exactly_what_the_runtime_cannot_serve():
 @pytest.mark.parametrize(
     ("choice", "field", "words"),
     [
-        (("classification", "huggingface", "pytorch", "top1Agreement", "cpu"),
-         "spec.runtime.backend",
-         "classification models of format huggingface are served by backend python"),
         (("generation", "huggingface", "vllm", "cosine", "L4"),
          "spec.model.task", "generation needs an LLM backend"),
         (("generation", "huggingface", "vllm", "cosine", "L4"),

@@ -92,7 +92,7 @@ def token_batch(rows: int, length: int, real: list[int]) -> tuple[np.ndarray, np
 
 def reference(module: torch.nn.Module, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        out = export.PooledEncoder(module)(torch.from_numpy(ids), torch.from_numpy(mask))
+        out = export.ServedModel(module)(torch.from_numpy(ids), torch.from_numpy(mask))
     return out.numpy()
 
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from tenfold.api.enums import GuardMetric, Task
-from tenfold_runtime import builders
+from tenfold.api.prepare import encoder_model_name
+from tenfold_runtime import builders, export
 from tenfold_runtime.modeling import load_model
 from tenfold_runtime.prepare import builtin_calibration, prepare
 from tests.small_models import (
@@ -75,3 +76,45 @@ def test_prepare_writes_logits_as_wide_as_the_labels_guarded_by_top1(
     agreement = np.mean(reference.argmax(1) == loaded.outputs(served, texts).argmax(1))
     assert agreement == pytest.approx(manifest["accuracy"]["mean"])  # type: ignore[index]
     assert 1 - agreement <= spec.guard.max_drop + 1e-9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
+def test_exported_classifier_serves_logits_behind_the_tokenizer_ensemble(
+    small_classifier: Path, tmp_path: Path, backend: str
+):
+    spec = operator_prepare_spec(
+        small_classifier,
+        backend,
+        tmp_path / "models",
+        task="classification",
+        quantization={"precision": "int8", "guard": {"calibrationSamples": 32}},
+    )
+    manifest = prepare(spec, cache_dir=tmp_path / "cache")
+
+    output = [{"name": "LOGITS", "data_type": "TYPE_FP32", "dims": [LABELS]}]
+    written = written_outputs(tmp_path / "models" / "small", manifest)
+    assert written == [{"LOGITS": [LABELS]}, output, output]
+    encoder_config = tmp_path / "models" / encoder_model_name("small") / "config.pbtxt"
+    assert served_dims(encoder_config.read_text()) == {"LOGITS__0": [LABELS]}
+    # The artefact written is the one the guard measured: run it as the ensemble feeds it.
+    artefact = manifest["artefact"]
+    path = tmp_path / "models" / artefact["file"]  # type: ignore[index]
+    run = (
+        export.torchscript_runner(path, "cpu")
+        if backend == "pytorch"
+        else export.onnx_runner(path, Task.CLASSIFICATION)
+    )
+    loaded = load_model(small_classifier, Task.CLASSIFICATION)
+    texts = builtin_calibration(Task.CLASSIFICATION)[:32]
+    served = export.artefact_outputs(
+        run,
+        loaded.tokenizer,
+        texts,
+        buckets=artefact["sequence_buckets"],  # type: ignore[index]
+        max_length=loaded.max_length,
+    )
+    assert served.shape == (32, LABELS)
+    agreement = np.mean(loaded.outputs(loaded.model, texts).argmax(1) == served.argmax(1))
+    assert agreement == pytest.approx(manifest["accuracy"]["mean"])  # type: ignore[index]
+    assert manifest["guard"]["metric"] == "top1Agreement"  # type: ignore[index]

@@ -8,14 +8,22 @@ this model instead of agreeing on dict keys.
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
+from tenfold.api.triton_io import TASK_IO
 
 # The pytorch and onnxruntime backends run tensors, not text: the served model is then a Triton
 # ensemble of a Python-backend tokenizer and the exported encoder, wired by these names.
 # `<name>__<index>` is the pytorch backend's naming convention; the ONNX graph uses the same.
 TOKEN_IDS = "INPUT_IDS__0"
 TOKEN_MASK = "ATTENTION_MASK__1"
-ENCODER_OUTPUT = "EMBEDDING__0"
 EXPORTED_BACKENDS = (Backend.PYTORCH, Backend.ONNXRUNTIME)
+
+
+def encoder_output(task: Task) -> str:
+    """The exported encoder's output for `task`: the served output's name, pytorch-style
+    (`EMBEDDING__0`, `LOGITS__0`); the ensemble maps it onto the served name."""
+    return f"{TASK_IO[task].outputs[0].name}__0"
+
+
 # The Triton string parameter naming the token-length buckets ("16,32,64").
 SEQUENCE_BUCKETS_PARAMETER = "sequence_buckets"
 

@@ -230,6 +230,18 @@ SERVING = ServingTable(
             Backend.PYTHON,
             "the guarded sequence classifier in a generated model.py, one logit per label",
         ),
+        ServedPath(
+            Task.CLASSIFICATION,
+            ModelFormat.HUGGINGFACE,
+            Backend.PYTORCH,
+            "the guarded classifier exported to TorchScript, behind a tokenizer ensemble",
+        ),
+        ServedPath(
+            Task.CLASSIFICATION,
+            ModelFormat.HUGGINGFACE,
+            Backend.ONNXRUNTIME,
+            "the guarded classifier exported to ONNX, behind a tokenizer ensemble",
+        ),
     ),
     not_served={
         "task": {

@@ -7,19 +7,20 @@ here, in a unit test, rather than when tritonserver loads the model in a pod.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tenfold.api.catalog import CPU
-from tenfold.api.enums import Backend, QueueTimeoutAction, Task
+from tenfold.api.enums import Backend, QueueTimeoutAction
 from tenfold.api.prepare import (
-    ENCODER_OUTPUT,
     EXPORTED_BACKENDS,
     SEQUENCE_BUCKETS_PARAMETER,
     TOKEN_IDS,
     TOKEN_MASK,
     encoder_model_name,
+    encoder_output,
     tokenizer_model_name,
 )
 from tenfold.api.spec import BatchingSpec, InferenceServiceSpec
@@ -79,27 +80,26 @@ _TOKEN_TENSORS = (
 
 
 def build_ensemble_config(spec: InferenceServiceSpec) -> mc.ModelConfig:
-    """The served model of an exported backend: TEXT -> tokenizer -> encoder -> EMBEDDING.
+    """The served model of an exported backend: TEXT -> tokenizer -> encoder -> the task's
+    output (EMBEDDING, LOGITS).
 
     The ensemble has no batcher of its own; each step batches. The response cache sits
     here, on the text, so a hit skips both steps.
     """
-    if spec.model.task is not Task.EMBEDDING:
-        raise ValueError(f"exported backends serve the embedding task, not {spec.model.task}")
-    name, io = spec.model.name, TASK_IO[Task.EMBEDDING]
-    (text,), (embedding,) = io.inputs, io.outputs
+    name, io = spec.model.name, TASK_IO[spec.model.task]
+    (text,), (served,) = io.inputs, io.outputs
     config = mc.ModelConfig(
         name=name, platform="ensemble", max_batch_size=spec.batching.max_batch_size
     )
     config.input.append(_model_input(text))
-    config.output.append(_model_output(embedding))
+    config.output.append(_model_output(served))
     tokenizer = mc.ModelEnsembling.Step(model_name=tokenizer_model_name(name), model_version=-1)
     tokenizer.input_map[text.name] = text.name
     encoder = mc.ModelEnsembling.Step(model_name=encoder_model_name(name), model_version=-1)
     for tensor in _TOKEN_TENSORS:
         tokenizer.output_map[tensor.name] = tensor.name
         encoder.input_map[tensor.name] = tensor.name
-    encoder.output_map[ENCODER_OUTPUT] = embedding.name
+    encoder.output_map[encoder_output(spec.model.task)] = served.name
     config.ensemble_scheduling.step.extend([tokenizer, encoder])
     if spec.cache.response_cache_bytes > 0:
         config.response_cache.enable = True
@@ -110,9 +110,8 @@ def build_step_configs(spec: InferenceServiceSpec) -> dict[str, mc.ModelConfig]:
     """The ensemble's steps by model name; empty for the Python backend (no ensemble)."""
     if spec.runtime.backend not in EXPORTED_BACKENDS:
         return {}
-    name = spec.model.name
-    text = TASK_IO[Task.EMBEDDING].inputs[0]
-    embedding_dims = TASK_IO[Task.EMBEDDING].outputs[0].dims
+    name, io = spec.model.name, TASK_IO[spec.model.task]
+    (text,), (served,) = io.inputs, io.outputs
     # Tokenizing is cheap, so the tokenizer takes whatever is queued without waiting, and
     # always runs on the CPU, whatever the encoder runs on.
     tokenizer = mc.ModelConfig(
@@ -129,7 +128,8 @@ def build_step_configs(spec: InferenceServiceSpec) -> dict[str, mc.ModelConfig]:
     platform, backend = BACKENDS[spec.runtime.backend]
     encoder = _batched_config(spec, encoder_model_name(name), platform, backend)
     encoder.input.extend(_model_input(t) for t in _TOKEN_TENSORS)
-    encoder.output.append(_model_output(TensorSpec(ENCODER_OUTPUT, "TYPE_FP32", embedding_dims)))
+    output = replace(served, name=encoder_output(spec.model.task))
+    encoder.output.append(_model_output(output))
     encoder.instance_group.append(build_instance_group(spec))
     return {tokenizer.name: tokenizer, encoder.name: encoder}
 
