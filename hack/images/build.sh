@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build tenfold's images on this machine, without a registry, for a containerd node.
 #
-#   bash hack/images/build.sh [base|operator|runtime-cpu|pause|coredns ...]   # default: all
+#   bash hack/images/build.sh [base|operator|runtime-cpu|pause|coredns|redis|prometheus|
+#                              prometheus-config-reloader ...]                 # default: all
 #
 # base         Debian (versions.env) from mmdebstrap, a local buildah image (not exported)
 # operator     Dockerfile.operator on that base            docker.io/tenfold/operator:<version>
@@ -9,6 +10,9 @@
 # pause        hack/images/pause, one static binary         docker.io/tenfold/pause:<PAUSE_VERSION>
 # coredns      hack/images/coredns: CoreDNS, a few plugins  docker.io/tenfold/coredns:<COREDNS_VERSION>
 # redis        Debian's redis-server on a minbase rootfs     docker.io/tenfold/redis:<DEBIAN_SUITE>
+# prometheus   the test bed's Prometheus (hack/testbed)     docker.io/tenfold/prometheus:<release>
+# prometheus-config-reloader  prometheus-operator's reloader (hack/testbed)
+#                                     docker.io/tenfold/prometheus-config-reloader:<version>
 #
 # Each image is exported, with uncompressed layers (no CPU spent on gzip), to an archive under
 # ${TENFOLD_CACHE:-~/.cache/tenfold}/images/ named by a content key (tools/tenfold_tools/
@@ -24,6 +28,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "${here}/../.." && pwd)"
 # shellcheck source=versions.env
 source "${here}/versions.env"
+# The test bed's pins: the Prometheus and config-reloader images take its binaries.
+# shellcheck source=../testbed/versions.env
+source "${repo}/hack/testbed/versions.env"
 cache="${TENFOLD_CACHE:-${HOME}/.cache/tenfold}"
 out="${cache}/images"
 mkdir -p "${out}/buildah/tmp"
@@ -45,7 +52,8 @@ say() { echo "build.sh: $*" >&2; }
 
 version="$(images version --pyproject "${repo}/pyproject.toml")"
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(operator runtime-cpu pause coredns redis)
+[[ ${#targets[@]} -gt 0 ]] || targets=(operator runtime-cpu pause coredns redis prometheus
+  prometheus-config-reloader)
 results=()
 
 # Replace older archives of one image by the new one (each is up to a few GiB).
@@ -190,6 +198,37 @@ binary_image() { # name tag binary target user [oci-archive flags...]
   results+=("IMAGE ${ref} ${archive}")
 }
 
+# A binary that hack/testbed/build.sh keeps in the cache; that script builds it when it is
+# missing (and waits for a build already running).
+testbed_binary() { # path under bin/
+  if [[ ! -x ${cache}/bin/$1 ]]; then
+    say "${cache}/bin/$1 missing: running hack/testbed/build.sh"
+    bash "${repo}/hack/testbed/build.sh" >&2
+  fi
+  echo "${cache}/bin/$1"
+}
+
+# The Prometheus the test bed builds (Kubernetes discovery only), for the Prometheus pods
+# prometheus-operator makes; tagged with its release (module v0.316.0 is v3.16.0). Upstream's
+# image runs /bin/prometheus as nobody; the operator passes every path as an argument.
+build_prometheus() {
+  local start=${SECONDS} release="${PROMETHEUS_MODULE_VERSION#v0.}" binary
+  release="v${release:0:1}.${release:1}"
+  binary="$(testbed_binary "prometheus-${PROMETHEUS_MODULE_VERSION}/prometheus")"
+  binary_image prometheus "${release}" "${binary}" /bin/prometheus 65534:65534
+  say "prometheus: $((SECONDS - start)) s, archive $(mib "${archive}")"
+}
+
+# prometheus-operator's config reloader, the sidecar and init container of those pods.
+build_config_reloader() {
+  local start=${SECONDS} binary
+  binary="prometheus-operator-${PROMETHEUS_OPERATOR_VERSION}/prometheus-config-reloader"
+  binary="$(testbed_binary "${binary}")"
+  binary_image prometheus-config-reloader "${PROMETHEUS_OPERATOR_VERSION}" "${binary}" \
+    /bin/prometheus-config-reloader 65534:65534
+  say "prometheus-config-reloader: $((SECONDS - start)) s, archive $(mib "${archive}")"
+}
+
 # Debian's redis-server alone (the operator-managed cache Redis): no Dockerfile, since it
 # is nothing but one package on a minimal rootfs; the pod sets its user and arguments.
 build_redis() {
@@ -215,6 +254,8 @@ for target in "${targets[@]}"; do
     pause) build_pause ;;
     coredns) build_coredns ;;
     redis) build_redis ;;
+    prometheus) build_prometheus ;;
+    prometheus-config-reloader) build_config_reloader ;;
     *) say "unknown image ${target}"; exit 2 ;;
   esac
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the test bed's binaries (Kubernetes control plane and node, kubectl, crictl, etcd,
-# KWOK, Helm, Prometheus) from Go modules into
+# KWOK, Helm, Prometheus, prometheus-operator) from Go modules into
 # ${TENFOLD_CACHE:-~/.cache/tenfold}/bin/<name>-<version>/.
 #
 # A component whose folder already holds every binary is reused, so a second run is a
@@ -72,6 +72,21 @@ build_crictl() {
 build_prometheus() {
   GOBIN="$1" go install -trimpath -tags=remove_all_sd,enable_kubernetes_sd -ldflags "-s -w" \
     "github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_MODULE_VERSION}"
+}
+
+# prometheus-operator and its config reloader (one `go build` from the wrapper module, as
+# upstream's Makefile sets the version), and the module's CRDs next to them, so a test can
+# install them without Go. The operator runs on the host; the reloader goes into an image.
+build_prometheus_operator() {
+  local out="$1" module=github.com/prometheus-operator/prometheus-operator crds
+  require_pinned "${here}/prometheus-operator/go.mod" "${module}" "${PROMETHEUS_OPERATOR_VERSION}"
+  (cd "${here}/prometheus-operator" && go build -trimpath \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_OPERATOR_VERSION#v}" \
+    -o "${out}/" "${module}/cmd/operator" "${module}/cmd/prometheus-config-reloader")
+  mv "${out}/operator" "${out}/prometheus-operator"
+  crds="$(module_file "${module}@${PROMETHEUS_OPERATOR_VERSION}" Dir)/example/prometheus-operator-crd"
+  mkdir -p "${out}/crds"
+  cp "${crds}"/*.yaml "${out}/crds/"
 }
 
 build_etcd() {
@@ -146,6 +161,8 @@ main() {
   ensure crictl "${CRICTL_VERSION}" build_crictl crictl
   ensure etcd "${ETCD_VERSION}" build_etcd etcd
   ensure prometheus "${PROMETHEUS_MODULE_VERSION}" build_prometheus prometheus
+  ensure prometheus-operator "${PROMETHEUS_OPERATOR_VERSION}" build_prometheus_operator \
+    prometheus-operator prometheus-config-reloader crds/monitoring.coreos.com_servicemonitors.yaml
   ensure kwok "${KWOK_VERSION}" build_kwok kwok stages/pod-ready.yaml
   ensure helm "${HELM_VERSION}" build_helm helm
 
@@ -158,6 +175,9 @@ main() {
   echo "kube-proxy              $("${bin}/kubernetes-node-${K8S_VERSION}/kube-proxy" --version)"
   echo "crictl                  $("${bin}/crictl-${CRICTL_VERSION}/crictl" --version)"
   echo "prometheus              $("${bin}/prometheus-${PROMETHEUS_MODULE_VERSION}/prometheus" --version 2>&1 | head -1)"
+  local po="${bin}/prometheus-operator-${PROMETHEUS_OPERATOR_VERSION}"
+  echo "prometheus-operator     $("${po}/prometheus-operator" --version 2>&1 | head -1)"
+  echo "config-reloader         $("${po}/prometheus-config-reloader" --version 2>&1 | head -1)"
   echo "etcd                    $("${bin}/etcd-${ETCD_VERSION}/etcd" --version | head -1)"
   echo "kwok                    $("${bin}/kwok-${KWOK_VERSION}/kwok" --version)"
   echo "helm                    $("${bin}/helm-${HELM_VERSION}/helm" version --short)"

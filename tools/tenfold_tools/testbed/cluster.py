@@ -148,7 +148,8 @@ def ensure_built(versions: Versions, log: Log = print) -> Binaries:
     wanted = [binaries.kube_apiserver, binaries.kubectl, binaries.etcd, binaries.kwok,
               binaries.kwok_stages, binaries.helm, binaries.kube_controller_manager,
               binaries.kube_scheduler, binaries.kubelet, binaries.kube_proxy,
-              binaries.crictl, binaries.prometheus]  # fmt: skip
+              binaries.crictl, binaries.prometheus, binaries.prometheus_operator,
+              binaries.prometheus_config_reloader, binaries.prometheus_operator_crds]  # fmt: skip
     if not all(p.exists() for p in wanted):
         log(f"building the test bed's binaries ({BUILD_SCRIPT}); the first build takes long")
         if subprocess.run(["bash", str(BUILD_SCRIPT)]).returncode != 0:

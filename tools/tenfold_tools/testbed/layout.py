@@ -30,6 +30,8 @@ class Versions:
     helm: str
     crictl: str
     prometheus: str
+    # A default, so the state files of test beds started before it was pinned still load.
+    prometheus_operator: str = ""
 
 
 def load_versions(path: Path = VERSIONS_FILE) -> Versions:
@@ -49,6 +51,7 @@ def load_versions(path: Path = VERSIONS_FILE) -> Versions:
         helm=values["HELM_VERSION"],
         crictl=values["CRICTL_VERSION"],
         prometheus=values["PROMETHEUS_MODULE_VERSION"],
+        prometheus_operator=values["PROMETHEUS_OPERATOR_VERSION"],
     )
 
 
@@ -73,6 +76,9 @@ class Binaries:
     kube_proxy: Path
     crictl: Path
     prometheus: Path
+    prometheus_operator: Path
+    prometheus_config_reloader: Path
+    prometheus_operator_crds: Path
 
     @classmethod
     def for_versions(cls, versions: Versions, root: Path | None = None) -> Binaries:
@@ -80,6 +86,7 @@ class Binaries:
         bin_dir = (root or cache_root()) / "bin"
         k8s = bin_dir / f"kubernetes-{versions.kubernetes}"
         kwok = bin_dir / f"kwok-{versions.kwok}"
+        operator = bin_dir / f"prometheus-operator-{versions.prometheus_operator}"
         return cls(
             kube_apiserver=k8s / "kube-apiserver",
             kube_controller_manager=k8s / "kube-controller-manager",
@@ -93,6 +100,9 @@ class Binaries:
             kube_proxy=bin_dir / f"kubernetes-node-{versions.kubernetes}" / "kube-proxy",
             crictl=bin_dir / f"crictl-{versions.crictl}" / "crictl",
             prometheus=bin_dir / f"prometheus-{versions.prometheus}" / "prometheus",
+            prometheus_operator=operator / "prometheus-operator",
+            prometheus_config_reloader=operator / "prometheus-config-reloader",
+            prometheus_operator_crds=operator / "crds",
         )
 
     def path_dirs(self) -> list[Path]:
