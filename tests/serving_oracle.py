@@ -15,8 +15,12 @@ SERVED = {
     (task, "huggingface", backend)
     for task in ("embedding", "classification")
     for backend in ("python", "pytorch", "onnxruntime")
+} | {("reranking", "huggingface", "python")}
+FITTING = {
+    "embedding": {"cosine"},
+    "classification": {"top1Agreement", "logitMSE"},
+    "reranking": {"rankAgreement", "top1Agreement", "logitMSE"},
 }
-FITTING = {"embedding": {"cosine"}, "classification": {"top1Agreement", "logitMSE"}}
 GPU_ONLY = {"tensorrt", "vllm"}
 # "" leaves the guard metric unset: the task's default, never refused.
 MATRIX = list(product(Task, ModelFormat, Backend, [*GuardMetric, ""], ("cpu", "L4")))

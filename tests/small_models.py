@@ -32,7 +32,7 @@ def vocabulary() -> list[str]:
     from tenfold_runtime.prepare import builtin_calibration
 
     found = dict.fromkeys(WORDS)
-    for task in (Task.EMBEDDING, Task.CLASSIFICATION):
+    for task in (Task.EMBEDDING, Task.CLASSIFICATION, Task.RERANKING):
         for line in builtin_calibration(task):
             found.update(dict.fromkeys(re.findall(r"\w+|[^\w\s]", line.lower())))
     return list(found)
@@ -80,6 +80,12 @@ def save_small_classifier(folder: Path, hidden_size: int, num_labels: int) -> Pa
     inputs distinct logits and clear winners, rather than near-ties every input shares.
     """
     return _save_small(folder, hidden_size, num_labels=num_labels, initializer_range=0.2)
+
+
+def save_small_reranker(folder: Path, hidden_size: int) -> Path:
+    """A two-layer cross-encoder `hidden_size` wide: a BERT classifier with one label, whose
+    logit is the query-document pair's relevance score (as ms-marco cross-encoders)."""
+    return save_small_classifier(folder, hidden_size, num_labels=1)
 
 
 def operator_prepare_spec(

@@ -103,12 +103,14 @@ def render_model_py(
         device=device,
         runtime_version=runtime_version,
         output_name=output_name(task),
+        input_names=[tensor.name for tensor in TASK_IO[task].inputs],
         artefact=ARTEFACT_FILE,
     )
 
 
-# The tasks model.py.j2 serves: an embedding is pooled, a classifier answers its logits.
-PYTHON_TASKS = (Task.EMBEDDING, Task.CLASSIFICATION)
+# The tasks model.py.j2 serves: an embedding is pooled, a classifier answers its logits, a
+# reranker its one logit per query-document pair.
+PYTHON_TASKS = (Task.EMBEDDING, Task.CLASSIFICATION, Task.RERANKING)
 
 
 def _render(template: str, **variables: object) -> str:

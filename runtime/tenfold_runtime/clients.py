@@ -12,13 +12,14 @@ from tenfold.api.enums import Task
 from tenfold_runtime.builders import TEXT_INPUT, output_name
 
 
-def text_input(module: Any, texts: Sequence[str], **options: bool) -> Any:
-    """The TEXT input ([n, 1] BYTES) for either tritonclient flavour (pass its module).
+def text_input(module: Any, texts: Sequence[str], name: str = TEXT_INPUT, **options: bool) -> Any:
+    """The TEXT input (or another string input: a reranker's QUERY, DOCUMENT; [n, 1] BYTES) for
+    either tritonclient flavour (pass its module).
 
     `options` go to set_data_from_numpy (HTTP only: binary_data=False sends JSON).
     """
     array = np.array([[t.encode()] for t in texts], dtype=object)
-    tensor = module.InferInput(TEXT_INPUT, list(array.shape), "BYTES")
+    tensor = module.InferInput(name, list(array.shape), "BYTES")
     tensor.set_data_from_numpy(array, **options)
     return tensor
 

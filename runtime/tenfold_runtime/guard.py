@@ -19,7 +19,7 @@ class Accuracy:
     """How close a candidate model is to the full-precision reference.
 
     `mean` and `min` are per-sample scores where 1.0 means identical (cosine similarity,
-    top-1 agreement), except for logitMSE where 0.0 means identical.
+    top-1 agreement, rank agreement), except for logitMSE where 0.0 means identical.
     """
 
     metric: GuardMetric
@@ -67,10 +67,37 @@ def cosine_scores(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     return np.where(norms == 0, 0.0, np.sum(ref * cand, axis=1) / safe)
 
 
-def measure(metric: GuardMetric, reference: np.ndarray, candidate: np.ndarray) -> Accuracy:
-    """Score `candidate` outputs against `reference` outputs (both [n, d]) with `metric`."""
+def rank_scores(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Row-wise Spearman correlation of two [n, k] arrays: per query (a row), how alike the
+    two orders of its k documents are; 1 is the same order, -1 the reverse."""
+    ref, cand = (
+        np.argsort(np.argsort(np.asarray(a), axis=1), axis=1) for a in (reference, candidate)
+    )
+    k = ref.shape[1]
+    if k < 2:
+        raise ValueError("rank agreement needs at least two documents per query")
+    squared = np.sum((ref - cand).astype(np.float64) ** 2, axis=1)
+    return 1.0 - 6.0 * squared / (k * (k * k - 1))
+
+
+def measure(
+    metric: GuardMetric,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    group: int | None = None,
+) -> Accuracy:
+    """Score `candidate` outputs against `reference` outputs (both [n, d]) with `metric`.
+
+    With `group`, consecutive rows form one sample (a query's documents, one score each):
+    the outputs are compared as [n / group, group], per query.
+    """
+    if group is not None:
+        reference, candidate = (np.reshape(a, (-1, group)) for a in (reference, candidate))
     if metric is GuardMetric.COSINE:
         scores = cosine_scores(reference, candidate)
+    elif metric is GuardMetric.RANK_AGREEMENT:
+        scores = rank_scores(reference, candidate)
     elif metric is GuardMetric.TOP1_AGREEMENT:
         scores = (np.argmax(reference, axis=1) == np.argmax(candidate, axis=1)).astype(float)
     else:

@@ -1,5 +1,6 @@
 """Loading a Hugging Face model and computing what it serves in-process: sentence embeddings
-(an encoder, mean-pooled) or logits (a sequence classifier, one per label).
+(an encoder, mean-pooled), logits (a sequence classifier, one per label) or relevance scores
+(a cross-encoder reranker, one per query-document pair).
 
 The generated Triton `model.py` repeats the pooling below (it runs where tenfold_runtime is
 not installed); the e2e tests compare the two, so they cannot drift apart silently.
@@ -21,6 +22,8 @@ from tenfold.api.enums import Task
 
 # sentence-transformers checkpoints ship their own limit; plain ones fall back to this.
 DEFAULT_MAX_LENGTH = 256
+# A reranker's input in-process (calibration files, the guard): "query<TAB>document".
+PAIR_SEPARATOR = "\t"
 
 
 @dataclass
@@ -38,6 +41,8 @@ class LoadedModel:
         """How wide each served row is: the embedding (hidden size) or one logit per label."""
         if self.task is Task.CLASSIFICATION:
             return int(self.model.config.num_labels)  # type: ignore[union-attr]
+        if self.task is Task.RERANKING:
+            return 1
         return self.hidden_size
 
     def outputs(self, module: nn.Module, texts: Sequence[str]) -> np.ndarray:
@@ -70,6 +75,12 @@ def load_model(model_dir: Path, task: Task, device: str = "cpu") -> LoadedModel:
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
     loader = getattr(transformers, auto)
     model = loader.from_pretrained(model_dir, dtype=torch.float32).eval().to(device)
+    labels = getattr(model.config, "num_labels", 1)
+    if task is Task.RERANKING and labels != 1:
+        raise ValueError(
+            f"a reranker answers one score per query-document pair; this model has {labels} "
+            "labels (serve it as a classifier)"
+        )
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -83,6 +94,7 @@ def load_model(model_dir: Path, task: Task, device: str = "cpu") -> LoadedModel:
 _AUTO_CLASSES: Mapping[Task, str] = {
     Task.EMBEDDING: "AutoModel",
     Task.CLASSIFICATION: "AutoModelForSequenceClassification",
+    Task.RERANKING: "AutoModelForSequenceClassification",
 }
 
 
@@ -116,11 +128,29 @@ def _logits(output: object, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return output.logits.to(torch.float32)  # type: ignore[attr-defined]
 
 
-# What each task serves from the model's output for one tokenized batch.
+# What each task serves from the model's output for one tokenized batch (a reranker's one
+# logit per pair is its score).
 _HEADS: Mapping[Task, Callable[[object, Mapping[str, torch.Tensor]], torch.Tensor]] = {
     Task.EMBEDDING: _pooled,
     Task.CLASSIFICATION: _logits,
+    Task.RERANKING: _logits,
 }
+
+
+def split_pair(text: str) -> tuple[str, str]:
+    """A reranker's "query<TAB>document" input as (query, document)."""
+    query, separator, document = text.partition(PAIR_SEPARATOR)
+    if not separator:
+        raise ValueError(f"a reranker's input is query<TAB>document, not {text[:60]!r}")
+    return query, document
+
+
+def _text_arguments(texts: Sequence[str], task: Task) -> tuple[list[str], ...]:
+    """The tokenizer's positional text arguments: the texts, or a reranker's two columns."""
+    if task is not Task.RERANKING:
+        return (list(texts),)
+    pairs = [split_pair(text) for text in texts]
+    return [q for q, _ in pairs], [d for _, d in pairs]
 
 
 def run_model(
@@ -138,7 +168,7 @@ def run_model(
     chunks = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(  # type: ignore[operator]
-            list(texts[start : start + batch_size]),
+            *_text_arguments(texts[start : start + batch_size], task),
             padding=True,
             truncation=True,
             max_length=max_length,

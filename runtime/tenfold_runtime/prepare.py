@@ -45,7 +45,7 @@ from tenfold.api.prepare import (
 from tenfold.api.serving import SERVING
 from tenfold.constants import PREPARE_MANIFEST_FILE
 from tenfold_runtime import builders, export, guard, quantize
-from tenfold_runtime.modeling import LoadedModel, load_model
+from tenfold_runtime.modeling import LoadedModel, load_model, split_pair
 from tenfold_runtime.sources import digest_weights, fetch_source, file_digest
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,35 @@ def builtin_calibration(task: Task) -> list[str]:
 
 
 def calibration_inputs(spec: PrepareSpec) -> list[str]:
-    """The spec's inputs (or the built-in set), cut to calibration_samples."""
+    """The spec's inputs (or the built-in set), cut to calibration_samples (a reranker's: to
+    whole queries, every query with as many documents)."""
     inputs = list(spec.guard.calibration_inputs) or builtin_calibration(spec.task)
-    return inputs[: spec.guard.calibration_samples]
+    group = query_group(inputs) if spec.task is Task.RERANKING else 1
+    return inputs[: max(group, spec.guard.calibration_samples // group * group)]
+
+
+def query_group(pairs: Sequence[str]) -> int:
+    """How many documents each query has in a reranker's calibration pairs (query<TAB>doc,
+    one query's documents together): the rank agreement compares each query's order."""
+    sizes: dict[str, int] = {}
+    order: list[str] = []
+    for pair in pairs:
+        try:
+            query = split_pair(pair)[0]
+        except ValueError as error:
+            raise PrepareError(f"reranking calibration inputs: {error}") from None
+        if query not in sizes:
+            order.append(query)
+        elif order[-1] != query:
+            raise PrepareError(f"reranking calibration inputs: the pairs of {query!r} are apart")
+        sizes[query] = sizes.get(query, 0) + 1
+    counts = set(sizes.values())
+    if len(counts) != 1 or min(counts) < 2:
+        raise PrepareError(
+            "reranking calibration inputs need the same number (at least 2) of documents for "
+            f"every query; found {sorted(counts)}"
+        )
+    return counts.pop()
 
 
 @dataclass(frozen=True)
@@ -130,6 +156,8 @@ class GuardWorkbench:
     # Where exported artefacts are built and measured; None: the Python backend serves
     # the torch module itself, which is then what the guard measures.
     target: ExportTarget | None = None
+    # A reranker's documents per query: its scores are compared query by query.
+    group: int | None = None
     reference: np.ndarray = field(init=False)
     modules: dict[Precision, nn.Module] = field(default_factory=dict)
     artefacts: dict[Precision, Path] = field(default_factory=dict)
@@ -143,7 +171,11 @@ class GuardWorkbench:
 
     def accuracy(self, module: nn.Module) -> guard.Accuracy:
         """The module measured against the fp32 reference."""
-        return guard.measure(self.metric, self.reference, self.outputs(module))
+        return self.measure(self.reference, self.outputs(module))
+
+    def measure(self, reference: np.ndarray, outputs: np.ndarray) -> guard.Accuracy:
+        """`outputs` against `reference` under the guard's metric (per query for a reranker)."""
+        return guard.measure(self.metric, reference, outputs, group=self.group)
 
     def served_accuracy(
         self, precision: Precision, module: nn.Module, keep: list[str], details: dict[str, object]
@@ -176,7 +208,7 @@ class GuardWorkbench:
         )
         self.artefacts[precision] = path
         details["measured"] = f"{self.target.backend} artefact {path.name}"
-        return guard.measure(self.metric, self.reference, outputs)
+        return self.measure(self.reference, outputs)
 
     def int8_scheme_served(self) -> str:
         """Whose int8 the served artefact uses: onnxruntime's for ONNX, else torch's scheme."""
@@ -192,13 +224,13 @@ class GuardWorkbench:
         started = time.monotonic()
         # Ranking needs only the order of the layers, so a slice of the inputs is enough;
         # the kept set is then checked on all of them.
-        probe = self.texts[:SENSITIVITY_SAMPLES]
-        probe_reference = self.reference[:SENSITIVITY_SAMPLES]
+        size = max(self.group or 1, SENSITIVITY_SAMPLES // (self.group or 1) * (self.group or 1))
+        probe, probe_reference = self.texts[:size], self.reference[:size]
         sensitivity = quantize.layer_sensitivity(
             self.loaded.model,
             names,
             self.int8_scheme,
-            lambda m: guard.measure(self.metric, probe_reference, self.outputs(m, probe)).drop,
+            lambda m: self.measure(probe_reference, self.outputs(m, probe)).drop,
         )
         work = quantize.to_int8(self.loaded.model, self.int8_scheme)
 
@@ -283,6 +315,7 @@ def run_guard(
         keep_patterns=spec.keep_higher_precision,
         device=spec.device,
         target=target,
+        group=query_group(texts) if spec.task is Task.RERANKING else None,
     )
     order = guard.ladder(spec.precision, spec.guard.fallback)
     return GuardRun(decision=guard.walk_ladder(order, state.attempt), state=state)
@@ -470,7 +503,10 @@ def prepare(
     model_dir = fetch_source(spec.source, cache_dir)
     source_digest = digest_weights(model_dir)
     log.info("prepare: loading %s (%s)", model_dir, source_digest)
-    loaded = load_model(model_dir, spec.task, spec.device)
+    try:
+        loaded = load_model(model_dir, spec.task, spec.device)
+    except ValueError as error:  # the model does not fit the task (a reranker's labels)
+        raise PrepareError(str(error)) from error
     texts = calibration_inputs(spec)
     log.info("prepare: guarding %s on %d calibration inputs", spec.precision, len(texts))
     scratch = repository / f".{spec.model_name}.export"

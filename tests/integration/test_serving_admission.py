@@ -84,6 +84,8 @@ METRIC_AND_DEVICE = [
     ("embedding", "huggingface", "onnxruntime", "logitMSE", "L4"),
     ("classification", "huggingface", "python", "cosine", "cpu"),
     ("classification", "huggingface", "python", "", "cpu"),
+    ("reranking", "huggingface", "python", "", "cpu"),
+    ("reranking", "huggingface", "python", "cosine", "cpu"),
     ("embedding", "huggingface", "onnxruntime", "", "L4"),
     ("embedding", "huggingface", "tensorrt", "cosine", "cpu"),
     ("generation", "huggingface", "vllm", "cosine", "cpu"),
@@ -109,6 +111,9 @@ def test_apiserver_refuses_exactly_what_cannot_be_served(
     [
         (("generation", "huggingface", "vllm", "cosine", "L4"),
          "spec.runtime.backend", "backend vllm is not served"),
+        (("reranking", "huggingface", "pytorch", "rankAgreement", "L4"),
+         "spec.runtime.backend",
+         "reranking models of format huggingface are served by backend python"),
         (("embedding", "onnx", "onnxruntime", "cosine", "cpu"),
          "spec.model.format", "format onnx is not served: a user's ONNX file"),
         (("embedding", "huggingface", "python", "top1Agreement", "cpu"),

@@ -64,6 +64,12 @@ def test_admission_refuses_exactly_what_the_runtime_cannot_serve():
     [
         (("generation", "huggingface", "vllm", "cosine", "L4"),
          "spec.model.task", "generation needs an LLM backend"),
+        (("reranking", "huggingface", "onnxruntime", "rankAgreement", "cpu"),
+         "spec.runtime.backend",
+         "reranking models of format huggingface are served by backend python"),
+        (("embedding", "huggingface", "python", "rankAgreement", "cpu"),
+         "spec.quantization.guard.metric",
+         "guard metric rankAgreement does not fit task embedding, which is guarded by cosine"),
         (("generation", "huggingface", "vllm", "cosine", "L4"),
          "spec.runtime.backend", "backend vllm is not served"),
         (("embedding", "onnx", "onnxruntime", "cosine", "cpu"),
@@ -149,7 +155,10 @@ def cel_map(expression: str) -> dict[str, str]:
 
 def test_cel_messages_are_the_python_messages():
     rules = {rule.name: rule for rule in serving_rules(SERVING)}
-    assert rules["task-served"].cel == 'self.model.task in ["classification", "embedding"]'
+    assert (
+        rules["task-served"].cel
+        == 'self.model.task in ["classification", "embedding", "reranking"]'
+    )
     assert cel_map(rules["task-served"].message_expression or "") == {
         "generation": "task generation is not served: "
         + SERVING.not_served["task"][Task.GENERATION],
@@ -161,7 +170,10 @@ def test_cel_messages_are_the_python_messages():
     assert set(metric_messages) == {
         "embedding/top1Agreement",
         "embedding/logitMSE",
+        "embedding/rankAgreement",
         "classification/cosine",
+        "classification/rankAgreement",
+        "reranking/cosine",
     }
 
 
@@ -177,7 +189,7 @@ PARTIAL = ServingTable(
         ServedPath(Task.CLASSIFICATION, ModelFormat.HUGGINGFACE, Backend.ONNXRUNTIME, "y"),
     ),
     not_served={
-        "task": {Task.GENERATION: "no"},
+        "task": {Task.GENERATION: "no", Task.RERANKING: "no"},
         "format": {f: "no" for f in ModelFormat if f is not ModelFormat.HUGGINGFACE},
         "backend": {Backend.PYTORCH: "no", Backend.TENSORRT: "no", Backend.VLLM: "no"},
     },

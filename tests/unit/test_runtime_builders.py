@@ -24,7 +24,7 @@ def _model_py(**overrides):
 def test_model_py_is_valid_python_naming_the_contract_tensors():
     source = _model_py()
     ast.parse(source)
-    assert 'INPUT_NAME = "TEXT"' in source
+    assert 'INPUT_NAMES = ["TEXT"]' in source
     assert 'OUTPUT_NAME = "EMBEDDING"' in source
     assert "MAX_LENGTH = 256" in source
     assert '"model.pt"' in source
@@ -36,6 +36,13 @@ def test_model_py_of_a_classifier_answers_its_logits():
     ast.parse(source)
     assert 'OUTPUT_NAME = "LOGITS"' in source
     assert ".logits" in source and "normalize" not in source
+
+
+def test_model_py_of_a_reranker_reads_query_and_document():
+    source = _model_py(task=Task.RERANKING)
+    ast.parse(source)
+    assert 'INPUT_NAMES = ["QUERY", "DOCUMENT"]' in source
+    assert 'OUTPUT_NAME = "SCORE"' in source
 
 
 def test_model_py_refuses_tasks_it_does_not_serve():

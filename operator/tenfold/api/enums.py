@@ -29,6 +29,7 @@ class Task(StrEnum):
 
     EMBEDDING = "embedding"
     CLASSIFICATION = "classification"
+    RERANKING = "reranking"  # a cross-encoder: one relevance score per query-document pair
     GENERATION = "generation"
 
 
@@ -48,6 +49,8 @@ class GuardMetric(StrEnum):
     COSINE = "cosine"
     TOP1_AGREEMENT = "top1Agreement"
     LOGIT_MSE = "logitMSE"
+    # Per query, the Spearman correlation of the candidate's and fp32's document order.
+    RANK_AGREEMENT = "rankAgreement"
 
 
 class CacheMode(StrEnum):

@@ -242,6 +242,12 @@ SERVING = ServingTable(
             Backend.ONNXRUNTIME,
             "the guarded classifier exported to ONNX, behind a tokenizer ensemble",
         ),
+        ServedPath(
+            Task.RERANKING,
+            ModelFormat.HUGGINGFACE,
+            Backend.PYTHON,
+            "the guarded cross-encoder in a generated model.py, a score per query-document pair",
+        ),
     ),
     not_served={
         "task": {
@@ -275,6 +281,11 @@ SERVING = ServingTable(
     guard_metrics={
         Task.EMBEDDING: (GuardMetric.COSINE,),
         Task.CLASSIFICATION: (GuardMetric.TOP1_AGREEMENT, GuardMetric.LOGIT_MSE),
+        Task.RERANKING: (
+            GuardMetric.RANK_AGREEMENT,
+            GuardMetric.TOP1_AGREEMENT,
+            GuardMetric.LOGIT_MSE,
+        ),
     },
     gpu_only=frozenset({Backend.TENSORRT, Backend.VLLM}),
     # Measured on an NVIDIA H200 (torch 2.11, torchao 0.17.0) on 2026-11-30 with

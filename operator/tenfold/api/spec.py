@@ -110,8 +110,9 @@ class GuardSpec(ApiModel):
 
     metric: GuardMetric | None = Field(
         None,
-        description="cosine (embeddings), top1Agreement or logitMSE (classifiers); "
-        "unset: the task's default (cosine, top1Agreement).",
+        description="cosine (embeddings), top1Agreement or logitMSE (classifiers), "
+        "rankAgreement (rerankers, which take the other two too); unset: the task's default "
+        "(cosine, top1Agreement, rankAgreement).",
     )
     max_drop: float = Field(
         0.01, ge=0, le=1, description="Largest allowed drop of the metric versus fp32."

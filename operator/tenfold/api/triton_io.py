@@ -53,6 +53,14 @@ TASK_IO: Mapping[Task, TaskIO] = {
         inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),),
         outputs=(TensorSpec("LOGITS", "TYPE_FP32", (-1,)),),
     ),
+    # One row per query-document pair; the score is the cross-encoder's single logit.
+    Task.RERANKING: TaskIO(
+        inputs=(
+            TensorSpec("QUERY", "TYPE_STRING", (1,)),
+            TensorSpec("DOCUMENT", "TYPE_STRING", (1,)),
+        ),
+        outputs=(TensorSpec("SCORE", "TYPE_FP32", (1,)),),
+    ),
     Task.GENERATION: TaskIO(
         inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),),
         outputs=(TensorSpec("TEXT_OUTPUT", "TYPE_STRING", (1,)),),
