@@ -44,13 +44,32 @@ class Case:
 
     backend: str
     precision: str
+    task: str = "embedding"
 
 
 CASES = (
     *(Case("python", p) for p in ("fp32", "fp16", "bf16", "int8", "mixed", "fp8", "int4")),
     *(Case("pytorch", p) for p in ("fp32", "fp16", "bf16")),
     *(Case("onnxruntime", p) for p in ("fp32", "int8")),
+    # A classifier's path (logits, top-1 agreement): a seeded MiniLM-shaped classifier, since
+    # no real one is packaged; its accuracy figures say nothing about a trained model's.
+    *(Case("python", p, "classification") for p in ("fp16", "bf16", "int8")),
+    *(Case("pytorch", p, "classification") for p in ("fp16", "bf16")),
 )
+CLASSIFIER_LABELS = 3
+
+
+def classifier_folder(model_dir: Path, scratch: Path) -> Path:
+    """A seeded BertForSequenceClassification of MiniLM's shape with MiniLM's tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
+
+    target = scratch / "classifier"
+    config = AutoConfig.from_pretrained(model_dir, num_labels=CLASSIFIER_LABELS)
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(target)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(target)
+    return target
 
 
 def used_token_ids(model_dir: Path) -> list[int]:
@@ -110,15 +129,15 @@ def case_spec(case: Case, model_dir: Path) -> PrepareSpec:
     spec = InferenceServiceSpec.model_validate(
         {
             "model": {
-                "name": f"minilm-{case.backend}-{case.precision}",
+                "name": f"{case.task}-{case.backend}-{case.precision}",
                 "source": f"file://{model_dir}",
                 "format": "huggingface",
-                "task": "embedding",
+                "task": case.task,
             },
             "runtime": {"backend": case.backend},
             "quantization": {
                 "precision": case.precision,
-                "guard": {"metric": "cosine", "maxDrop": 0.01, "fallback": []},
+                "guard": {"maxDrop": 0.01, "fallback": []},
             },
             "batching": {"maxBatchSize": 32, "sequenceBuckets": [16, 32, 64, 128]},
             "hardware": {"gpuType": GPU_TYPE, "gpusPerReplica": 1},
@@ -135,7 +154,11 @@ def run_case(case: Case, model_dir: Path, repository: Path) -> dict[str, object]
     from tenfold_runtime.prepare import GuardRejectedError, prepare
 
     started = time.perf_counter()
-    row: dict[str, object] = {"backend": case.backend, "requested": case.precision}
+    row: dict[str, object] = {
+        "task": case.task,
+        "backend": case.backend,
+        "requested": case.precision,
+    }
     try:
         spec = case_spec(case, model_dir)
     except ValidationError as refused:  # what admission refuses never reaches a pod
@@ -185,8 +208,8 @@ def parity(model_dir: Path) -> dict[str, float]:
     )
     return {
         "texts": len(texts),
-        "mean_cosine": float(scores.mean()),
-        "min_cosine": float(scores.min()),
+        "mean": float(scores.mean()),
+        "min": float(scores.min()),
     }
 
 
@@ -226,9 +249,10 @@ def run(model: Path, out: Path, scratch: Path) -> int:
     model_dir = unpack(model, scratch)
     report: dict[str, object] = {"device": device_facts()}
     report["parity_fp32_cuda_vs_cpu"] = parity(model_dir)
+    folders = {"embedding": model_dir, "classification": classifier_folder(model_dir, scratch)}
     rows = []
     for case in CASES:
-        row = run_case(case, model_dir, scratch / "repository")
+        row = run_case(case, folders[case.task], scratch / "repository")
         print(json.dumps({k: v for k, v in row.items() if k != "trace"}), flush=True)
         rows.append(row)
     report["cases"] = rows
