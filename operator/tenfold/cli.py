@@ -74,7 +74,7 @@ def command_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def command_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print the Kubernetes objects the operator would apply, for review and GitOps."""
-    from tenfold.api.cost import replica_cost
+    from tenfold.api.cost import service_cost
     from tenfold.autoscale.limits import replicas_to_run
     from tenfold.plan import build_plan, render_yaml
 
@@ -82,7 +82,7 @@ def command_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     objects: list[dict[str, Any]] = []
     try:
         for service in _services(read_documents(args.file), args.namespace):
-            cost = replica_cost(service.spec, catalog)
+            cost = service_cost(service.spec, catalog)
             to_run = replicas_to_run(service.spec, cost)
             objects += build_plan(
                 service.name,

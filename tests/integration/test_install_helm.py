@@ -27,6 +27,7 @@ from tests.integration.operator_support import (
     REPO_ROOT,
     OperatorProcess,
     apply_manifest,
+    condition_of,
     get_json,
     load_manifest,
     settle,
@@ -122,6 +123,20 @@ def test_helm_lint_and_template():
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["TENFOLD_NAMESPACE"] == "ops"
     assert env["TENFOLD_PRICES_CONFIGMAP"] == "ha-tenfold-gpu-prices"
+    assert "TENFOLD_PROMETHEUS_CA_FILE" not in env  # the system's trust store by default
+
+
+def test_a_prometheus_ca_bundle_is_mounted_and_named():
+    sets = ["--set", "operator.prometheusCaConfigMap=private-ca"]
+    rendered = helm("template", "ca", str(CHART), "--namespace", "ops", *sets).stdout
+    (deployment,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["TENFOLD_PROMETHEUS_CA_FILE"] == "/etc/tenfold/prometheus-ca/ca.crt"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["prometheus-ca"]["configMap"]["name"] == "private-ca"
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["prometheus-ca"] == "/etc/tenfold/prometheus-ca"
 
 
 @pytest.fixture(scope="module")
@@ -254,8 +269,77 @@ def test_operator_serves_with_only_the_charts_permissions(
         service = serve_minilm(kubectl, namespace)
     finally:
         operator.stop()
-    # 2 vCPU at the chart's cpu price, one replica: the price ConfigMap was readable.
-    assert service["status"]["costPerHour"] == pytest.approx(2 * CPU_PRICE)
+    # 2 vCPU and the cache sidecar's 0.1 at the chart's cpu price, one replica: the price
+    # ConfigMap was readable.
+    assert service["status"]["costPerHour"] == pytest.approx(2.1 * CPU_PRICE)
+    assert_never_denied(operator.log_text())
+
+
+def set_cpu_price(kubectl: Kubectl, release: Release, text: str) -> None:
+    """Write the cluster's cpu price into the release's price ConfigMap, as an admin would."""
+    patch = json.dumps({"data": {"cpu": text}})
+    kubectl("patch", "configmap", f"{release.fullname}-gpu-prices", "-n", release.namespace,
+            "--type=merge", "-p", patch)  # fmt: skip
+
+
+def price_events(kubectl: Kubectl, namespace: str) -> list[str]:
+    """Messages of the PriceRefused events on the service."""
+    selector = "reason=PriceRefused,involvedObject.name=minilm"
+    listing = kubectl("get", "events", "-n", namespace, f"--field-selector={selector}", "-o=json")
+    return [e["message"] for e in json.loads(listing.stdout)["items"]]
+
+
+def test_bad_cluster_prices_are_refused_and_scale_nothing(
+    release: Release, testbed: tb.Testbed, kubectl: Kubectl, namespace: str, tmp_path: Path
+):
+    manifest = load_manifest(MINILM)
+    # 3 replicas of 2.1 vCPU at 0.05 cost 0.315 USD/h: the budget pays for exactly 3.
+    manifest["spec"]["budget"] = {"maxCostPerHour": 0.33}
+    manifest["spec"]["replicas"] = 3
+    kubeconfig = service_account_kubeconfig(kubectl, testbed, release, tmp_path / "sa.yaml")
+    env = operator_env(kubeconfig, release)
+    operator = OperatorProcess(tmp_path / "operator.log", env=env).start()
+    try:
+        apply_manifest(kubectl, namespace, manifest)
+        before = wait_ready(kubectl, namespace, "minilm", timeout=120)
+        assert before["status"]["costPerHour"] == pytest.approx(0.315)
+        # Before the fix: nan raised in every reconcile, inf scaled to 0, 0 lifted the cap.
+        for bad in ("inf", "nan", "0", "-1"):
+            set_cpu_price(kubectl, release, bad)
+            refused = wait_for(
+                lambda bad=bad: (
+                    (s := get_json(kubectl, namespace, "inferenceservice", "minilm"))
+                    and f"cpu={bad!r}" in condition_of(s, "PricesRefused").get("message", "")
+                    and s
+                ),
+                f"PricesRefused naming cpu={bad!r}",
+                timeout=30,
+            )
+            assert condition_of(refused, "PricesRefused")["status"] == "True"
+            wait_for(
+                lambda bad=bad: any(f"cpu={bad!r}" in m for m in price_events(kubectl, namespace)),
+                f"a PriceRefused event naming cpu={bad!r}",
+                timeout=30,
+            )
+            settle(3)  # ticks that would have scaled on the bad price
+            now = get_json(kubectl, namespace, "inferenceservice", "minilm")
+            deployment = get_json(kubectl, namespace, "deployment", "minilm")
+            assert now["spec"]["replicas"] == 3 and deployment["spec"]["replicas"] == 3
+            assert now["status"]["costPerHour"] == pytest.approx(0.315)  # last good: 0.05
+        # A good price applies at once: 2.1 x 0.06 = 0.126 a replica, 0.33 pays for 2.
+        set_cpu_price(kubectl, release, "0.06")
+        wait_for(
+            lambda: (
+                (s := get_json(kubectl, namespace, "inferenceservice", "minilm"))["spec"]
+                and (s.get("status") or {}).get("desiredReplicas") == 2
+                and condition_of(s, "PricesRefused").get("status") == "False"
+            ),
+            "the budget to hold 2 replicas at the new good price",
+            timeout=60,
+        )
+    finally:
+        operator.stop()
+        set_cpu_price(kubectl, release, str(CPU_PRICE))
     assert_never_denied(operator.log_text())
 
 
@@ -355,7 +439,7 @@ def test_namespaced_operator_serves_its_namespace_and_ignores_others(
         ignored = get_json(kubectl, namespaced.unlisted, "inferenceservice", "minilm")
     finally:
         operator.stop()
-    assert service["status"]["costPerHour"] == pytest.approx(2 * CPU_PRICE)
+    assert service["status"]["costPerHour"] == pytest.approx(2.1 * CPU_PRICE)
     assert "status" not in ignored and not ignored["metadata"].get("finalizers")
     gone = kubectl("get", "deployment", "minilm", "-n", namespaced.unlisted, check=False)
     assert gone.returncode != 0

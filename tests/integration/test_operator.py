@@ -110,6 +110,11 @@ def test_crd_explain_and_printer_columns(crd: None, kubectl: Kubectl, namespace:
         ({"batching": {"maxBatchSize": 100000}},
          "spec.batching.maxBatchSize", "less than or equal"),
         ({"hardware": {"gpuType": "V100"}}, "spec.hardware.gpuType", "catalog"),
+        ({"budget": {"priceOverrides": {"cpu": 0}}}, "spec.budget.priceOverrides", "above 0"),
+        ({"budget": {"priceOverrides": {"cpu": -1}}}, "spec.budget.priceOverrides", "above 0"),
+        # 0.085 pays for the 2 vCPU and 4 GiB (0.0816), not for the cache sidecar beside them.
+        ({"budget": {"maxCostPerHour": 0.085}},
+         "spec.budget.maxCostPerHour", "cannot pay for minReplicas"),
     ],
 )  # fmt: skip
 def test_apiserver_rejects_invalid_specs_without_the_operator(

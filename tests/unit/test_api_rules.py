@@ -136,3 +136,34 @@ def test_every_rule_has_cel_with_field_path_and_message():
 def test_cel_budget_rule_uses_catalog_prices():
     budget_rule = next(r for r in build_rules(load_catalog()) if "budget" in r.name)
     assert "5.1207" in budget_rule.cel and "quantity(" in budget_rule.cel
+
+
+@pytest.mark.parametrize("price", [0, -1, float("inf"), float("nan")])
+def test_a_price_override_of_zero_or_less_or_not_finite_is_refused(price):
+    spec = {**BASE, "hardware": {"gpuType": "T4"}, "budget": {"priceOverrides": {"T4": price}}}
+    reason = field_errors(spec)["spec.budget.priceOverrides"]
+    assert "above 0" in reason and "T4=" in reason
+
+
+def test_price_overrides_rule_has_cel():
+    (rule,) = [r for r in build_rules(load_catalog()) if r.name == "prices-positive"]
+    assert rule.cel == "self.budget.priceOverrides.all(k, self.budget.priceOverrides[k] > 0.0)"
+    assert rule.field_path == ".budget.priceOverrides"
+
+
+def test_budget_must_pay_for_the_cache_sidecar_and_managed_redis_too():
+    # 2 vCPU + 4 GiB = 0.0816 USD/h pays for Triton alone, not for its sidecar beside it.
+    cpu = {"gpuType": "cpu", "cpu": "2", "memory": "4Gi"}
+    triton_only = {**BASE, "hardware": cpu, "budget": {"maxCostPerHour": 0.0816}}
+    parse_spec(triton_only)
+    with_cache = {**triton_only, "cache": {"mode": "memory"}}
+    assert "spec.budget.maxCostPerHour" in field_errors(with_cache)
+    sidecar = 0.1 * 0.0336 + 0.375 * 0.0036
+    parse_spec({**with_cache, "budget": {"maxCostPerHour": 0.0816 + sidecar}})
+    managed = {**with_cache, "cache": {"mode": "redis"}}
+    managed["budget"] = {"maxCostPerHour": 0.0816 + sidecar}
+    assert "spec.budget.maxCostPerHour" in field_errors(managed)
+    cost = min_replicas_cost(parse_spec({**managed, "budget": {}}), load_catalog())
+    # The sidecar holds no LRU in redis mode (128 MiB); Redis holds maxBytes (384 MiB).
+    redis_sidecar = 0.1 * 0.0336 + 0.125 * 0.0036
+    assert cost == pytest.approx(0.0816 + redis_sidecar + sidecar)

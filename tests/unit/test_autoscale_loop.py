@@ -162,3 +162,26 @@ def test_settings_from_env() -> None:
     assert settings.max_signal_age_seconds == AutoscaleSettings().max_signal_age_seconds
     # without its own variable the tick follows the controller's
     assert OperatorConfig.from_env({"TENFOLD_TICK_SECONDS": "1"}).autoscale.tick_seconds == 1
+
+
+async def test_an_infinite_signal_scales_nothing_down_and_says_why() -> None:
+    autoscaler, source, _, scaled = setup(rate=0.0)  # idle: 0 req/s would scale 4 -> 1
+    source.services[("ns", "minilm")] = ServiceSignals(
+        observed_at=999.0, request_rate=0.0, infinite=("p95_latency_ms",)
+    )
+    events: list[tuple[str, str, str]] = []
+    patch = await autoscaler.tick(
+        "ns", "minilm", spec(replicas=4), {}, emit=lambda *e: events.append(e)
+    )
+    assert scaled == [] and patch["desiredReplicas"] == 4
+    (metrics,) = [c for c in patch["conditions"] if c["type"] == "MetricsUnavailable"]
+    assert metrics["status"] == "True" and metrics["reason"] == "InfiniteSamples"
+    assert "p95_latency_ms" in metrics["message"]
+    assert "signals" not in patch  # no infinite value reaches the status
+    assert [e[1] for e in events] == ["MetricsUnavailable"]
+
+
+def test_the_prometheus_ca_bundle_is_a_setting() -> None:
+    config = OperatorConfig.from_env({"TENFOLD_PROMETHEUS_CA_FILE": "/etc/tenfold/ca.pem"})
+    assert config.autoscale.prometheus_ca_file == "/etc/tenfold/ca.pem"
+    assert OperatorConfig.from_env({}).autoscale.prometheus_ca_file is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenfold.api.cost import cost_per_1k_requests, projected_monthly_cost
+from tenfold.api.cost import ServiceCost, cost_per_1k_requests, projected_monthly_cost
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.status import Condition, ConditionStatus, ConditionType, merge_conditions
 from tenfold.autoscale.policy import Decision, History
@@ -91,7 +91,7 @@ def test_recommendation_event_once_per_new_recommendation() -> None:
 
 def test_status_patch_is_camel_case_and_off_mode_writes_costs_only() -> None:
     signals = ServiceSignals(observed_at=NOW, request_rate=100.0, queue_time_ms=4.0)
-    costs = Costs(per_replica=0.5, running_replicas=3, hourly_cap=2.0)
+    costs = Costs(cost=ServiceCost(0.5), running_replicas=3, hourly_cap=2.0)
     patch = build_status_patch(
         decision(3, 3),
         current=2,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from tenfold.autoscale.signals import (
     Unavailable,
     availability,
     parse_vector,
+    prometheus_session,
     queue_time_query,
     request_rate_query,
     signal_queries,
@@ -116,3 +118,28 @@ def test_availability_names_the_reason() -> None:
     assert missing is not None and missing.reason == "NoSamples"
     down = availability(fresh, "connection refused", now=110, max_age_seconds=30)
     assert down == Unavailable("PrometheusUnreachable", "connection refused")
+
+
+def test_an_infinite_signal_holds_the_count_and_says_why() -> None:
+    source = PrometheusSignalSource(
+        "http://prom",
+        query=fake_prometheus(
+            {
+                "timestamp(": [sample("ns", "a", "100")],
+                "rate(nv_inference_request_success": [sample("ns", "a", "0.01")],
+                "nv_inference_queue_duration_us": [sample("ns", "a", "+Inf")],
+            },
+            [],
+        ),
+    )
+    signals = source.fetch_all(at=101.0)[("ns", "a")]
+    assert signals.infinite == ("queue_time_ms",) and signals.queue_time_ms is None
+    why = availability(signals, None, now=101.0, max_age_seconds=30)
+    assert why is not None and why.reason == "InfiniteSamples" and "queue_time_ms" in why.message
+    # An infinite request rate too: like NaN, it never becomes a number a decision uses.
+    assert parse_vector([sample("ns", "a", "+Inf")]) == {("ns", "a"): math.inf}
+
+
+def test_prometheus_tls_is_verified_by_default_or_against_a_ca_bundle() -> None:
+    assert prometheus_session(None).verify is True
+    assert prometheus_session("/etc/ssl/private-ca.pem").verify == "/etc/ssl/private-ca.pem"

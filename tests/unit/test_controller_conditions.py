@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenfold.api.cost import max_affordable_replicas
+from tenfold.api.cost import ServiceCost, max_affordable_replicas
 from tenfold.api.resource import parse_spec
 from tenfold.api.status import ConditionStatus, ConditionType
 from tenfold.autoscale.limits import ToRun, replicas_to_run, rollout_surge
@@ -163,9 +163,9 @@ def test_replicas_to_run_is_bounded_and_within_budget():
     )
     assert max_affordable_replicas(spec.budget.hourly_cap(), 0.526) == 3
     # At the cap a rollout may not start a fourth pod; below it, it may start one.
-    assert replicas_to_run(spec, 0.526) == ToRun(replicas=3, surge=0)
+    assert replicas_to_run(spec, ServiceCost(0.526)) == ToRun(replicas=3, surge=0)
     unscaled = spec.model_copy(update={"replicas": None})
-    assert replicas_to_run(unscaled, 0.526) == ToRun(replicas=1, surge=1)
+    assert replicas_to_run(unscaled, ServiceCost(0.526)) == ToRun(replicas=1, surge=1)
 
 
 @pytest.mark.parametrize(
@@ -194,3 +194,21 @@ def test_precision_is_what_prepare_reported_never_the_specs_wish() -> None:
             "precision": None,
             "precisionReason": PRECISION_PENDING,
         }
+
+
+def test_a_refused_price_sets_prices_refused_and_posts_one_event():
+    refusal = "refused cluster prices T4='nan': ..."
+    (update,) = rules.price_conditions(refusal, [])
+    assert (update.type, update.status.value, update.reason) == (
+        ConditionType.PRICES_REFUSED,
+        "True",
+        "InvalidClusterPrice",
+    )
+    assert rules.price_refusal_event(refusal, []) == refusal
+    reported = [{"type": "PricesRefused", "status": "True", "message": refusal}]
+    assert rules.price_refusal_event(refusal, reported) is None  # not every tick
+    assert rules.price_refusal_event("refused cluster prices L4='0'", reported) is not None
+    # Fixed: False once; a service that never saw a refusal gets no such condition.
+    (cleared,) = rules.price_conditions(None, reported)
+    assert cleared.status.value == "False" and cleared.reason == "PricesValid"
+    assert rules.price_conditions(None, []) == []

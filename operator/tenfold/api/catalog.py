@@ -94,6 +94,13 @@ class GpuCatalog(BaseModel):
         """
         if gpu_type != CPU:
             return gpus_per_replica * self.gpu_price(gpu_type, spot, overrides)
+        return self.cpu_cost(cpu_cores, memory_bytes, spot, overrides)
+
+    def cpu_cost(
+        self, cpu_cores: float, memory_bytes: float, spot: bool, overrides: Mapping[str, float]
+    ) -> float:
+        """USD per hour of vCPUs and memory: a `cpu` override prices the vCPU (memory then
+        free), else the catalog's vCPU-hour and GiB-hour."""
         if CPU in overrides:
             return cpu_cores * overrides[CPU]
         return cpu_cores * self.cpu.vcpu_hour.pick(spot) + (

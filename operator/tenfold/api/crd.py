@@ -22,7 +22,8 @@ from tenfold.api.status import InferenceServiceStatus
 _KEPT = (
     "type", "description", "enum", "default", "format", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern",
-    "minItems", "maxItems", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+    "minItems", "maxItems", "maxProperties", "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
     "x-kubernetes-validations",
 )  # fmt: skip
 

@@ -18,8 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tenfold.api.catalog import CPU, GIB, GpuCatalog, load_catalog
-from tenfold.api.cost import HOURS_PER_MONTH, replica_cost
+from tenfold.api.cost import HOURS_PER_MONTH, service_cost, valid_price
 from tenfold.api.enums import GuardMetric
+from tenfold.api.footprint import (
+    MI,
+    REDIS_CPU_MILLICORES,
+    REDIS_OVERHEAD_BYTES,
+    SIDECAR_CPU_MILLICORES,
+    SIDECAR_OVERHEAD_BYTES,
+)
 from tenfold.api.serving import (
     BACKEND_FIELD,
     DIMENSIONS,
@@ -71,8 +78,10 @@ def _cel_map(mapping: Mapping[str, object]) -> str:
 
 
 def min_replicas_cost(spec: InferenceServiceSpec, catalog: GpuCatalog) -> float:
-    """USD per hour of running the spec's minReplicas at catalog prices."""
-    return spec.autoscaling.min_replicas * replica_cost(spec, catalog)
+    """USD per hour of running the spec's minReplicas (and the managed Redis, if any) at
+    catalog prices: every pod tenfold creates (api.cost)."""
+    cost = service_cost(spec, catalog)
+    return spec.autoscaling.min_replicas * cost.per_replica + cost.fixed
 
 
 def _budget_covers_min(spec: InferenceServiceSpec) -> bool:
@@ -109,7 +118,33 @@ def _budget_cel(catalog: GpuCatalog) -> str:
         f" * ({hw}.spot ? {catalog.cpu.gib_hour.spot} : {catalog.cpu.gib_hour.on_demand}))"
     )
     replica = f"({hw}.gpuType == 'cpu' ? {cpu_price} : double({hw}.gpusPerReplica) * {gpu_price})"
-    needed = f"double(self.autoscaling.minReplicas) * {replica}"
+    # api.footprint's containers, priced as api.cost prices them (catalog.cpu_cost).
+    cache = "self.cache"
+
+    def mib(bytes_expr: str) -> str:
+        return f"double(({bytes_expr} + {MI - 1}) / {MI} * {MI})"
+
+    def cpu_cost(millicores: int, memory: str, spot: str) -> str:
+        cores = millicores / 1000
+        return (
+            f"('cpu' in {budget}.priceOverrides ? {cores} * {budget}.priceOverrides['cpu']"
+            f" : {cores} * ({spot} ? {catalog.cpu.vcpu_hour.spot} : "
+            f"{catalog.cpu.vcpu_hour.on_demand}) + {memory} / {float(GIB)}"
+            f" * ({spot} ? {catalog.cpu.gib_hour.spot} : {catalog.cpu.gib_hour.on_demand}))"
+        )
+
+    held = f"({cache}.mode == 'memory' ? {cache}.maxBytes : 0)"
+    sidecar_memory = mib(f"{held} + {SIDECAR_OVERHEAD_BYTES}")
+    sidecar = (
+        f"({cache}.mode == 'none' ? 0.0"
+        f" : {cpu_cost(SIDECAR_CPU_MILLICORES, sidecar_memory, f'{hw}.spot')})"
+    )
+    redis_memory = mib(f"{cache}.maxBytes + {REDIS_OVERHEAD_BYTES}")
+    redis = (
+        f"({cache}.mode == 'redis' && !has({cache}.redis.url)"
+        f" ? {cpu_cost(REDIS_CPU_MILLICORES, redis_memory, 'false')} : 0.0)"
+    )
+    needed = f"(double(self.autoscaling.minReplicas) * ({replica} + {sidecar}) + {redis})"
     hourly = f"(!has({budget}.maxCostPerHour) || {needed} <= {budget}.maxCostPerHour + 1e-9)"
     month = float(HOURS_PER_MONTH)
     monthly = f"(!has({budget}.monthlyCap) || {needed} * {month} <= {budget}.monthlyCap + 1e-6)"
@@ -337,10 +372,26 @@ def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
             holds=lambda s: s.autoscaling.min_replicas <= s.autoscaling.max_replicas,
         ),
         Rule(
+            name="prices-positive",
+            field_path=".budget.priceOverrides",
+            message="every priceOverrides value must be a finite USD per hour above 0",
+            cel="self.budget.priceOverrides.all(k, self.budget.priceOverrides[k] > 0.0)",
+            holds=lambda s: all(valid_price(v) for v in s.budget.price_overrides.values()),
+            detail=lambda s: (
+                "every priceOverrides value must be a finite USD per hour above 0; refused: "
+                + ", ".join(
+                    f"{k}={v:g}"
+                    for k, v in sorted(s.budget.price_overrides.items())
+                    if not valid_price(v)
+                )
+            ),
+        ),
+        Rule(
             name="budget-covers-min-replicas",
             field_path=".budget.maxCostPerHour",
             message=(
-                "the budget cannot pay for minReplicas of this gpuType at catalog prices; "
+                "the budget cannot pay for minReplicas of this gpuType (with the cache sidecar "
+                "and the managed Redis) at catalog prices; "
                 "raise the budget, lower minReplicas or pick a cheaper gpuType"
             ),
             cel=_budget_cel(catalog),

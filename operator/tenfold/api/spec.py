@@ -340,9 +340,12 @@ class BudgetSpec(ApiModel):
     monthly_cap: float | None = Field(
         None, gt=0, le=1_000_000_000, description="USD per month (730 h) at most."
     )
-    price_overrides: dict[ShortText, Annotated[float, Field(ge=0)]] = Field(
+    # Above 0 and finite: the rule prices-positive (api/rules.py), in CEL and in Python.
+    price_overrides: dict[ShortText, float] = Field(
         default_factory=dict,
-        description="USD per GPU-hour by GPU type (cpu: per vCPU-hour), over the catalog's.",
+        max_length=64,
+        description="USD per GPU-hour by GPU type (cpu: per vCPU-hour), over the catalog's; "
+        "each above 0.",
     )
 
     def hourly_cap(self) -> float | None:

@@ -24,6 +24,7 @@ class ConditionType(StrEnum):
     DEGRADED = "Degraded"
     BUDGET_LIMITED = "BudgetLimited"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
+    PRICES_REFUSED = "PricesRefused"
 
 
 class ConditionStatus(StrEnum):

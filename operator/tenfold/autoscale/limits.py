@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tenfold.api.cost import max_affordable_replicas
+from tenfold.api.cost import ServiceCost
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.spec import AutoscalingSpec, InferenceServiceSpec
 
@@ -57,7 +57,9 @@ class ToRun:
 
 def rollout_surge(replicas: int, affordable: int | None) -> int:
     """Extra pods a rolling update may start beside `replicas`: one while the budget pays
-    for one more replica, else none.
+    for one more replica, else none. `affordable` is api.cost.ServiceCost.affordable: every
+    pod of the service priced (sidecar with each replica, the managed Redis once), so the
+    surge pod too is paid for in full.
 
     A surge pod runs (and is paid for) beside the pod it replaces until it is Ready, so at
     the cap the pods are replaced in place instead, one at a time: the budget holds in every
@@ -67,12 +69,12 @@ def rollout_surge(replicas: int, affordable: int | None) -> int:
     return 1 if affordable is None or replicas < affordable else 0
 
 
-def replicas_to_run(spec: InferenceServiceSpec, cost_per_replica: float) -> ToRun:
+def replicas_to_run(spec: InferenceServiceSpec, cost: ServiceCost) -> ToRun:
     """Replicas the Deployment gets: the scale target, within the limits, and its surge.
 
     In auto and recommend modes the bounds apply to manual scaling too; in off mode only
     the budget does.
     """
-    affordable = max_affordable_replicas(spec.budget.hourly_cap(), cost_per_replica)
+    affordable = cost.affordable(spec.budget.hourly_cap())
     replicas = limit_replicas(scale_target(spec), spec.autoscaling, affordable).replicas
     return ToRun(replicas=replicas, surge=rollout_surge(replicas, affordable))

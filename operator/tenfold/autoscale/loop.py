@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from tenfold.api.catalog import GpuCatalog, load_catalog
-from tenfold.api.cost import max_affordable_replicas, replica_cost
+from tenfold.api.cost import service_cost
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.autoscale.actuator import apply_scale
@@ -52,6 +52,7 @@ class AutoscaleSettings:
     rate_window: str = "15s"
     query_timeout_seconds: float = 3.0
     capacity_per_replica: float = DEFAULT_CAPACITY_PER_REPLICA
+    prometheus_ca_file: str | None = None
 
 
 class SignalSource(Protocol):
@@ -131,7 +132,10 @@ class Autoscaler:
         self._signals = SignalCache(
             source
             or PrometheusSignalSource(
-                settings.prometheus_url, settings.rate_window, settings.query_timeout_seconds
+                settings.prometheus_url,
+                settings.rate_window,
+                settings.query_timeout_seconds,
+                ca_file=settings.prometheus_ca_file,
             ),
             settings.tick_seconds,
             clock,
@@ -168,7 +172,7 @@ class Autoscaler:
         signals = snapshot.services.get(key)
         missing = availability(signals, snapshot.error, now, self.settings.max_signal_age_seconds)
         current = scale_target(model)
-        per_replica = replica_cost(model, self._catalog, cluster_prices)
+        cost = service_cost(model, self._catalog, cluster_prices)
         cap = model.budget.hourly_cap()
         params = PolicyParams(
             capacity_per_replica or auto.requests_per_replica or self.settings.capacity_per_replica
@@ -180,7 +184,7 @@ class Autoscaler:
             now=now,
             history=self._histories.get(key) or History.seeded(current, now),
             params=params,
-            affordable=max_affordable_replicas(cap, per_replica),
+            affordable=cost.affordable(cap),
             unavailable=missing,
             ready=status.get("readyReplicas"),
         )
@@ -202,7 +206,7 @@ class Autoscaler:
             mode=auto.mode,
             applied=applied,
             signals=signals,
-            costs=Costs(per_replica, current if running is None else int(running), cap),
+            costs=Costs(cost, current if running is None else int(running), cap),
             now=now,
             generation=generation,
             previous=status,

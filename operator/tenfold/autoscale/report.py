@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tenfold.api.cost import cost_status
+from tenfold.api.cost import ServiceCost, cost_status
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.status import (
     Condition,
@@ -145,9 +145,9 @@ def build_events(
 
 @dataclass(frozen=True)
 class Costs:
-    """What the service costs: per replica, the running replicas, and the hourly cap."""
+    """What the service costs: its prices, the running replicas, and the hourly cap."""
 
-    per_replica: float
+    cost: ServiceCost
     running_replicas: int
     hourly_cap: float | None
 
@@ -170,8 +170,10 @@ def build_status_patch(
     place. None values are kept: in a merge patch they remove a field that no longer applies
     (costPer1KRequests when idle, a p95 Triton stopped exporting).
     """
+    if signals is not None and signals.infinite:
+        signals = None  # MetricsUnavailable says why; no infinite value reaches the status
     fields: dict[str, Any] = cost_status(
-        costs.running_replicas, costs.per_replica, signals.request_rate if signals else None
+        costs.running_replicas, costs.cost, signals.request_rate if signals else None
     )
     if signals is not None:
         fields["signals"] = build_signals(signals)

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from prometheus_api_client import PrometheusConnect
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 ServiceKey = tuple[str, str]
@@ -51,6 +53,8 @@ class ServiceSignals:
     p95_latency_ms: float | None = None
     cache_hit_ratio: float | None = None
     gpu_utilization: float | None = None
+    infinite: tuple[str, ...] = ()
+    """Signals Prometheus answered with ±Inf: none of them is trusted, and the count holds."""
 
 
 def by_service(expression: str) -> str:
@@ -127,7 +131,9 @@ def signal_queries(window: str) -> dict[str, str]:
 
 
 def parse_vector(result: Iterable[Mapping[str, Any]]) -> dict[ServiceKey, float]:
-    """Turn an instant-vector result into {(namespace, service): value}, dropping NaN.
+    """Turn an instant-vector result into {(namespace, service): value}, dropping NaN (which
+    Prometheus answers where there is no data, e.g. a latency summary with no requests).
+    ±Inf is kept for `assemble` to refuse.
 
     Series without both grouping labels are dropped: they cannot be tied to a service.
     """
@@ -150,14 +156,20 @@ def assemble(vectors: Mapping[str, Mapping[ServiceKey, float]]) -> dict[ServiceK
     """
     observed, rates = vectors["observed_at"], vectors["request_rate"]
     optional = [name for name in vectors if name not in ("observed_at", "request_rate")]
-    return {
-        key: ServiceSignals(
-            observed_at=observed[key],
-            request_rate=rates[key],
-            **{name: vectors[name].get(key) for name in optional},
+
+    def finite(value: float | None) -> float | None:
+        return value if value is None or math.isfinite(value) else None
+
+    assembled = {}
+    for key in observed.keys() & rates.keys():
+        values = {name: vectors[name].get(key) for name in vectors}
+        assembled[key] = ServiceSignals(
+            observed_at=finite(observed[key]) or 0.0,
+            request_rate=finite(rates[key]) or 0.0,
+            **{name: finite(values[name]) for name in optional},
+            infinite=tuple(n for n, v in values.items() if v is not None and math.isinf(v)),
         )
-        for key in observed.keys() & rates.keys()
-    }
+    return assembled
 
 
 @dataclass(frozen=True)
@@ -171,10 +183,16 @@ class Unavailable:
 def availability(
     signals: ServiceSignals | None, fetch_error: str | None, now: float, max_age_seconds: float
 ) -> Unavailable | None:
-    """None when the signals are usable; otherwise why not (Prometheus down, no series for
-    the service, or its newest sample older than max_age_seconds)."""
+    """None when the signals are usable; otherwise why not (Prometheus down, a signal that is
+    ±Inf, no series for the service, or its newest sample older than max_age_seconds)."""
     if fetch_error is not None:
         return Unavailable("PrometheusUnreachable", fetch_error)
+    if signals is not None and signals.infinite:
+        return Unavailable(
+            "InfiniteSamples",
+            f"Prometheus answered +Inf or -Inf for {', '.join(signals.infinite)}; no decision "
+            "rests on an infinite signal, so the replicas hold (as for NaN)",
+        )
     if signals is None:
         return Unavailable(
             "NoSamples",
@@ -192,6 +210,22 @@ def availability(
 Query = Callable[[str, float], list[dict[str, Any]]]
 
 
+def prometheus_session(ca_file: str | None) -> requests.Session:
+    """The HTTP session of the Prometheus client: TLS certificates always verified, against
+    `ca_file` when given (a private CA) and the system's trust store otherwise; there is no
+    setting that turns verification off.
+
+    No retries: the caller's next tick is the retry, and a dead Prometheus must be reported
+    within one tick rather than after urllib3's backoff.
+    """
+    session = requests.Session()
+    session.verify = ca_file or True
+    adapter = HTTPAdapter(max_retries=Retry(total=0))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 class PrometheusSignalSource:
     """Reads every service's signals from one Prometheus, one query per signal."""
 
@@ -201,18 +235,18 @@ class PrometheusSignalSource:
         window: str = "15s",
         timeout_seconds: float = 3.0,
         query: Query | None = None,
+        ca_file: str | None = None,
     ) -> None:
-        """`window` is the rate window (at least two scrape intervals); `query` replaces the
-        HTTP client in tests of the assembly logic."""
+        """`window` is the rate window (at least two scrape intervals); `ca_file` is a CA
+        bundle to trust for an https URL (None: the system's); `query` replaces the HTTP
+        client in tests of the assembly logic."""
         self.url = url
         self.window = window
-        self._query = query or self._client_query(url, timeout_seconds)
+        self._query = query or self._client_query(url, timeout_seconds, ca_file)
 
     @staticmethod
-    def _client_query(url: str, timeout_seconds: float) -> Query:
-        # No retries: the caller's next tick is the retry, and a dead Prometheus must be
-        # reported within one tick rather than after urllib3's backoff.
-        client = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0))
+    def _client_query(url: str, timeout_seconds: float, ca_file: str | None) -> Query:
+        client = PrometheusConnect(url=url, session=prometheus_session(ca_file))
 
         def run(promql: str, at: float) -> list[dict[str, Any]]:
             result: list[dict[str, Any]] = client.custom_query(

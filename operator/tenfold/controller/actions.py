@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tenfold.api.resource import InvalidSpecError
 from tenfold.autoscale.loop import default_autoscaler
-from tenfold.controller import kube, metrics
+from tenfold.controller import conditions, kube, metrics
 from tenfold.controller import reconcile as rc
 from tenfold.controller.apply import MissingApiError
 from tenfold.controller.config import OperatorConfig
@@ -77,9 +77,20 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: OperatorCon
         {**previous, **observed},
         emit=emit,
         generation=service.generation,
-        cluster_prices=prices,
+        cluster_prices=prices.prices,
     )
     current = {**observed, **scaling}
+    # A refused cluster price: the last good one stays in force (rc.cluster_prices); the
+    # service says so in a condition, and once in an Event naming the key.
+    refusal, before = prices.refusal(), previous.get("conditions") or []
+    if (warning := conditions.price_refusal_event(refusal, before)) is not None:
+        emit("Warning", "PriceRefused", warning)
+    current["conditions"] = conditions.merge_conditions(
+        current.get("conditions") or before,
+        conditions.price_conditions(refusal, before),
+        service.generation,
+        rc.now_rfc3339(),
+    )
     metrics.record_status(
         service.namespace, service.name, {**previous, **current}, service.spec.budget.hourly_cap()
     )

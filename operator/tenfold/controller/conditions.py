@@ -153,6 +153,30 @@ def invalid_spec_conditions(message: str) -> list[ConditionUpdate]:
     ]
 
 
+def price_conditions(
+    refusal: str | None, previous: Iterable[Mapping[str, Any]]
+) -> list[ConditionUpdate]:
+    """PricesRefused: True while the cluster's price ConfigMap holds a refused price
+    (api.cost.ClusterPrices.refusal); False once it no longer does. Never written for a
+    service that has not seen a refused price."""
+    if refusal:
+        return [condition(ConditionType.PRICES_REFUSED, True, "InvalidClusterPrice", refusal)]
+    seen = any(c.get("type") == ConditionType.PRICES_REFUSED.value for c in previous)
+    return [condition(ConditionType.PRICES_REFUSED, False, "PricesValid")] if seen else []
+
+
+def price_refusal_event(refusal: str | None, previous: Iterable[Mapping[str, Any]]) -> str | None:
+    """The Warning to post: a refusal that is new or names other keys than the one already
+    reported (not once per tick while it stays the same)."""
+    if not refusal:
+        return None
+    for known in previous:
+        if known.get("type") == ConditionType.PRICES_REFUSED.value:
+            if known.get("status") == "True" and known.get("message") == refusal[:MESSAGE_LIMIT]:
+                return None
+    return refusal
+
+
 def endpoints(name: str, namespace: str, spec: InferenceServiceSpec) -> dict[str, str]:
     """In-cluster URLs; HTTP goes through the cache sidecar when there is one."""
     host = f"{name}.{namespace}.svc"

@@ -37,7 +37,9 @@ class OperatorConfig:
         TENFOLD_RUNTIME_IMAGE, TENFOLD_REDIS_IMAGE, TENFOLD_METRICS_PORT; the autoscaler's
         TENFOLD_PROMETHEUS_URL,
         TENFOLD_AUTOSCALE_TICK_SECONDS (else the status tick), TENFOLD_METRICS_MAX_AGE_SECONDS,
-        TENFOLD_RATE_WINDOW, TENFOLD_PROMETHEUS_TIMEOUT_SECONDS, TENFOLD_CAPACITY_PER_REPLICA.
+        TENFOLD_RATE_WINDOW, TENFOLD_PROMETHEUS_TIMEOUT_SECONDS, TENFOLD_CAPACITY_PER_REPLICA,
+        TENFOLD_PROMETHEUS_CA_FILE (a CA bundle for an https Prometheus; certificates are
+        always verified).
         """
         base, scaling = cls(), AutoscaleSettings()
         tick = float(env.get("TENFOLD_TICK_SECONDS", base.tick_seconds))
@@ -54,6 +56,7 @@ class OperatorConfig:
             capacity_per_replica=float(
                 env.get("TENFOLD_CAPACITY_PER_REPLICA", scaling.capacity_per_replica)
             ),
+            prometheus_ca_file=env.get("TENFOLD_PROMETHEUS_CA_FILE") or None,
         )
         return cls(
             namespace=env.get("TENFOLD_NAMESPACE", base.namespace),

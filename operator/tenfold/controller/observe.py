@@ -34,22 +34,14 @@ def observe(name: str, namespace: str, pod_selector: str) -> Observed:
     return Observed(deployment, [_as_dict(p) for p in pods])
 
 
-def cluster_price_overrides(namespace: str, name: str) -> dict[str, float]:
-    """Prices from the cluster's price ConfigMap (GPU type → USD/hour); empty if absent.
+def cluster_price_data(namespace: str, name: str) -> dict[str, str]:
+    """The cluster's price ConfigMap's data (GPU type → USD/hour text); empty if absent.
 
-    A malformed value is skipped rather than fatal: a typo in one price must not stop every
-    service in the cluster from reconciling.
+    Read only: whether each value is a price is api.cost.parse_cluster_prices's to decide.
     """
     try:
-        data = core().read_namespaced_config_map(name, namespace).data or {}
+        return dict(core().read_namespaced_config_map(name, namespace).data or {})
     except ApiException as error:
         if error.status in (403, 404):
             return {}
         raise
-    prices = {}
-    for gpu_type, text in data.items():
-        try:
-            prices[gpu_type] = float(text)
-        except ValueError:
-            continue
-    return prices

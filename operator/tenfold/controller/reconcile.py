@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any, Generic, TypeVar
 
 from tenfold.api.catalog import load_catalog
-from tenfold.api.cost import replica_cost
+from tenfold.api.cost import ClusterPrices, parse_cluster_prices, service_cost
 from tenfold.api.resource import InferenceService, parse_inference_service
 from tenfold.autoscale.limits import replicas_to_run
 from tenfold.controller import apply, conditions, observe
@@ -48,6 +48,11 @@ class Expiring(Generic[T]):
         self._value: T | None = None
         self._fetched_at = -math.inf
 
+    @property
+    def held(self) -> T | None:
+        """The value last fetched, fresh or not (None before the first fetch)."""
+        return self._value
+
     def get(self, fetch: Callable[[], T]) -> T:
         """The held value while fresh, else `fetch()` (an error is raised, not held)."""
         with self._lock:
@@ -58,17 +63,24 @@ class Expiring(Generic[T]):
 
 
 @cache
-def _held_prices(config: OperatorConfig) -> Expiring[dict[str, float]]:
+def _held_prices(config: OperatorConfig) -> Expiring[ClusterPrices]:
     # The price ConfigMap was read once per service per status tick; once per tick will do.
     return Expiring(config.tick_seconds)
 
 
-def cluster_prices(config: OperatorConfig) -> dict[str, float]:
-    """The cluster's price overrides (the operator's price ConfigMap), at most a tick old."""
-    prices = _held_prices(config).get(
-        lambda: observe.cluster_price_overrides(config.namespace, config.prices_configmap)
-    )
-    return dict(prices)
+def cluster_prices(config: OperatorConfig) -> ClusterPrices:
+    """The cluster's price overrides (the operator's price ConfigMap), at most a tick old.
+
+    A refused price keeps the last good one in force (api.cost.parse_cluster_prices); the
+    refusal rides along for the status and an Event.
+    """
+    held = _held_prices(config)
+
+    def fetch() -> ClusterPrices:
+        data = observe.cluster_price_data(config.namespace, config.prices_configmap)
+        return parse_cluster_prices(data, held.held.prices if held.held else {})
+
+    return held.get(fetch)
 
 
 def parse_body(body: Mapping[str, Any]) -> InferenceService:
@@ -96,7 +108,7 @@ def ensure_redis_password(service: InferenceService) -> None:
 def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, Any]:
     """Apply the plan for the service; returns the status fields it settles."""
     catalog = load_catalog()
-    cost = replica_cost(service.spec, catalog, cluster_prices(config))
+    cost = service_cost(service.spec, catalog, cluster_prices(config).prices)
     to_run = replicas_to_run(service.spec, cost)
     replicas = to_run.replicas
     objects = build_plan(

@@ -7,6 +7,7 @@ from typing import Any
 from tenfold import __version__
 from tenfold.api.catalog import CPU, GpuCatalog, load_catalog
 from tenfold.api.enums import CacheMode
+from tenfold.api.footprint import cache_sidecar
 from tenfold.api.sidecar import SidecarSettings
 from tenfold.api.spec import InferenceServiceSpec, Toleration
 from tenfold.constants import (
@@ -48,11 +49,6 @@ SHM_VOLUME = "dshm"
 TERMINATION_GRACE_SECONDS = 45
 # Endpoints controllers and proxies need a moment to stop sending before Triton stops.
 PRE_STOP_SLEEP_SECONDS = 5
-_MI = 1024 * 1024
-# The sidecar's own footprint besides its in-memory LRU, whose maxBytes counts each entry's
-# per-entry overhead too. Measured (tests/e2e/test_cache_memory.py): 68 MiB idle, and a peak
-# of 75 MiB above maxBytes when filled to 256 MiB and churned by as many evictions again.
-_SIDECAR_OVERHEAD_BYTES = 128 * _MI
 
 # The runtime image built from Dockerfile.runtime at this version; the chart overrides it.
 DEFAULT_RUNTIME_IMAGE = f"tenfold/runtime:{__version__}"
@@ -317,8 +313,8 @@ def _cache_container(
     name: str, namespace: str, spec: InferenceServiceSpec, image: str
 ) -> dict[str, Any]:
     settings = sidecar_settings(name, namespace, spec)
-    held = spec.cache.max_bytes if spec.cache.mode is CacheMode.MEMORY else 0
-    memory = f"{(held + _SIDECAR_OVERHEAD_BYTES + _MI - 1) // _MI}Mi"
+    footprint = cache_sidecar(spec)
+    assert footprint is not None, "a cache container without a cache mode"
     credentials = redis_credentials_env(name, spec)
     return {
         "name": "cache",
@@ -335,10 +331,8 @@ def _cache_container(
         # The Service's HTTP port is the sidecar's: it must keep answering, like Triton,
         # until endpoints and proxies have stopped sending to a terminating pod.
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
-        "resources": {
-            "requests": {"cpu": "100m", "memory": memory},
-            "limits": {"memory": memory},
-        },
+        # Priced with the replica (api/cost.py), so the budget pays for what runs.
+        "resources": footprint.resources(),
         "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": MODELS_VOLUME, "mountPath": MODEL_REPOSITORY_PATH, "readOnly": True},

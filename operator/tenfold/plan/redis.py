@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tenfold.api.enums import CacheMode
+from tenfold.api.footprint import managed_redis, wants_managed_redis
 from tenfold.api.sidecar import REDIS_PASSWORD_ENV, REDIS_USERNAME_ENV
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.plan.labels import (
@@ -34,9 +35,6 @@ AUTH_DIR = "/etc/tenfold/redis"
 PASSWORD_KEY = "password"
 USERNAME_KEY = "username"
 CONFIG_KEY = "auth.conf"
-_MI = 1024 * 1024
-# Room for Redis itself, client buffers and the copy-on-write of AOF rewrites.
-_OVERHEAD_BYTES = 128 * _MI
 
 
 def redis_auth_secret_name(name: str) -> str:
@@ -71,11 +69,6 @@ def redis_credentials_env(name: str, spec: InferenceServiceSpec) -> list[dict[st
     if spec.cache.redis.credentials_secret:
         env.append(from_secret(REDIS_USERNAME_ENV, USERNAME_KEY, True))
     return env
-
-
-def wants_managed_redis(spec: InferenceServiceSpec) -> bool:
-    """True when the operator must run a Redis for this service."""
-    return spec.cache.mode is CacheMode.REDIS and not spec.cache.redis.url
 
 
 def cache_redis_url(name: str, spec: InferenceServiceSpec) -> str | None:
@@ -194,7 +187,8 @@ def redis_args(spec: InferenceServiceSpec) -> list[str]:
 
 
 def _redis_container(name: str, spec: InferenceServiceSpec, image: str) -> dict[str, Any]:
-    memory = f"{(spec.cache.max_bytes + _OVERHEAD_BYTES + _MI - 1) // _MI}Mi"
+    footprint = managed_redis(spec)
+    assert footprint is not None, "a managed Redis for a spec that wants none"
     ping = {"exec": {"command": ["redis-cli", "-p", str(REDIS_PORT), "ping"]}}
     return {
         "name": "redis",
@@ -217,10 +211,8 @@ def _redis_container(name: str, spec: InferenceServiceSpec, image: str) -> dict[
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
-        "resources": {
-            "requests": {"cpu": "100m", "memory": memory},
-            "limits": {"memory": memory},
-        },
+        # Priced once per service (api/cost.py), so the budget pays for what runs.
+        "resources": footprint.resources(),
         "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": DATA_VOLUME, "mountPath": "/data"},
