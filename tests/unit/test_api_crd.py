@@ -89,3 +89,15 @@ def test_every_object_field_has_a_type():
     for path, node in _walk(schema):
         if isinstance(node, dict) and ("properties" in node or "additionalProperties" in node):
             assert node.get("type") == "object", path
+
+
+def test_the_crd_defaults_what_the_api_defaults() -> None:
+    """A field the apiserver fills must get the value the operator's own model gives it: a
+    ladder-less guard once got `fallback: []` from the CRD, so no fallback at all."""
+    from tenfold.api.resource import parse_spec
+
+    crd = yaml.safe_load(COMMITTED.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    guard = spec["properties"]["quantization"]["properties"]["guard"]["properties"]
+    parsed = parse_spec({"model": {"name": "m", "source": "/m"}})
+    assert guard["fallback"]["default"] == [str(p) for p in parsed.quantization.guard.fallback]

@@ -105,6 +105,10 @@ class RuntimeSpec(ApiModel):
     )
 
 
+# The ladder the guard walks down when the requested precision fails its check.
+DEFAULT_FALLBACK = (Precision.MIXED, Precision.FP16, Precision.FP32)
+
+
 class GuardSpec(ApiModel):
     """The accuracy guard: the quantized model is measured against full precision first."""
 
@@ -121,9 +125,13 @@ class GuardSpec(ApiModel):
         64, ge=1, le=100_000, description="Number of calibration inputs to measure on."
     )
     fallback: list[Precision] = Field(
-        default_factory=lambda: [Precision.MIXED, Precision.FP16, Precision.FP32],
+        default_factory=lambda: list(DEFAULT_FALLBACK),
         max_length=7,
         description="Precisions tried in order when the requested one fails the guard.",
+        # The CRD's default, so that a service applied without a ladder gets this one from
+        # the apiserver too (a default_factory alone leaves no default in the schema, and
+        # the CRD would default the list to []).
+        json_schema_extra={"default": [str(p) for p in DEFAULT_FALLBACK]},
     )
 
 
