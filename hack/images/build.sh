@@ -131,9 +131,12 @@ build_dockerfile() { # name dockerfile
     say "${name}: building ${ref} from $2 (key ${key})"
     bah bud --layers --network host --ignorefile "${here}/dockerignore" "${tls[@]}" \
       --build-arg "BASE=${base_ref}" -f "${dockerfile}" -t "${ref}" "${repo}" >&2
+    # The serving image is 6.9 GB: the older archive and the images no tag or build step
+    # holds any more go first, so a rebuild needs room for one copy, not three.
+    prune "${name}-${version}" "${archive}"
+    bah rmi --prune >/dev/null 2>&1 || true
     bah push --quiet --disable-compression "${ref}" "docker-archive:${archive}.partial:${ref}"
     mv "${archive}.partial" "${archive}"
-    prune "${name}-${version}" "${archive}"
     say "${name}: built in $((SECONDS - start)) s, archive $(mib "${archive}"), unpacked $(bah images --format '{{.Size}}' "${ref}")"
   fi
   results+=("IMAGE ${ref} ${archive}")

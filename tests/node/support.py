@@ -18,6 +18,18 @@ SERVING_TIMEOUT = 900.0
 EXAMPLE_MODEL = "minilm"
 
 
+def budget_paying_for(replicas: int, spec: dict[str, Any]) -> float:
+    """An hourly budget that pays for `replicas` replicas of the service `spec` and not one
+    more: its fixed part (a managed Redis) plus replicas and a half, at the catalog's prices,
+    priced by the product's own api.cost (the sidecar included)."""
+    from tenfold.api.catalog import load_catalog
+    from tenfold.api.cost import service_cost
+    from tenfold.api.resource import parse_spec
+
+    cost = service_cost(parse_spec(spec), load_catalog())
+    return round(cost.fixed + (replicas + 0.5) * cost.per_replica, 4)
+
+
 def serve_example_beside_a_client(
     kubectl: Kubectl,
     namespace: str,

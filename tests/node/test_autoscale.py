@@ -37,13 +37,12 @@ from tests.cluster_fixtures import create_namespace
 from tests.conftest import load_example
 from tests.e2e.prometheus_support import PrometheusProcess, start_prometheus_with
 from tests.integration.operator_support import get_json, wait_for, wait_ready
-from tests.node.support import write_report
+from tests.node.support import budget_paying_for, write_report
 from tests.node.test_node_basics import wait_pod_ready
 
 NAME = "minilm"
-# 0.036 USD/h a replica of examples/minilm-local.yaml at the catalog's CPU prices: 0.08
-# pays for two replicas and not for a third.
-BUDGET_PER_HOUR = 0.08
+# Two replicas' worth of examples/minilm-local.yaml at the catalog's prices, not three.
+BUDGET_PER_HOUR = budget_paying_for(2, load_example("minilm-local.yaml")["spec"])
 # Low on purpose: a few concurrent clients (17 to 35 req/s measured here) ask for more than
 # two replicas' worth, so the budget is what holds the count at two.
 REQUESTS_PER_REPLICA = 8

@@ -17,19 +17,21 @@ import pytest
 from tenfold.constants import CACHE_HTTP_PORT, TRITON_HTTP_PORT
 from tenfold_tools.testbed import Kubectl, Testbed
 from tenfold_tools.testbed.workloads import LOAD_CLIENT
+from tests.conftest import load_example
 from tests.integration.operator_support import get_json, wait_for
 from tests.node.support import (
     EXAMPLE_MODEL,
     SERVING_TIMEOUT,
+    budget_paying_for,
     serve_example_beside_a_client,
     write_report,
 )
 
 NAME = "minilm-roll"
 MODEL = EXAMPLE_MODEL
-# 0.036 USD/h a replica of examples/minilm-local.yaml at the catalog's CPU prices: 0.08
-# pays for the replica and one surge pod, not for a third.
-BUDGET_PER_HOUR = 0.08
+# The replica and one surge pod of examples/minilm-local.yaml at the catalog's prices, not a
+# third.
+BUDGET_PER_HOUR = budget_paying_for(2, load_example("minilm-local.yaml")["spec"])
 AFFORDABLE_PODS = 2
 NEW_WINDOW_US = 2000
 LOAD_CONCURRENCY = 2

@@ -133,3 +133,17 @@ def test_local_volumes_bind_on_the_real_node_when_a_pod_lands_there() -> None:
         (term,) = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
         assert term["matchExpressions"][0]["values"] == [REAL_NODE_NAME]
         assert volume["spec"]["storageClassName"] == storage_class["metadata"]["name"]
+
+
+def test_a_holder_that_is_still_starting_keeps_the_node(tmp_path: Path) -> None:
+    """Between its claim and its containerd's start a holder has only its claimer's pid;
+    a second `up` in that window must not take the node over (it did once, here)."""
+    import os
+
+    from tenfold_tools.testbed.realnode import holder_alive
+
+    starting = {"name": "a", "state": str(tmp_path), "claimer_pid": os.getpid()}
+    assert holder_alive(starting)
+    assert not holder_alive({**starting, "claimer_pid": 0})
+    # Once containerd runs, its pid decides: this test's own pid does not name the state.
+    assert not holder_alive({**starting, "containerd_pid": os.getpid()})

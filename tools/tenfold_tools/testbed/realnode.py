@@ -185,11 +185,7 @@ def claim(name: str, state: StateDir) -> None:
     """Record name as the real node's holder; fail if another live test bed holds it."""
     with _locked(owner_file().with_suffix(".lock")):
         current = _owner()
-        if (
-            current
-            and current["name"] != name
-            and procs.is_ours(int(current.get("containerd_pid", 0)), current["state"])
-        ):
+        if current and current["name"] != name and holder_alive(current):
             raise TestbedError(
                 f"the real node is held by test bed {current['name']!r}; stop it first: "
                 f"python -m tenfold_tools.testbed down --name {current['name']}"
@@ -197,7 +193,18 @@ def claim(name: str, state: StateDir) -> None:
         if current and current["name"] != name:
             # A holder that died without `down`: clear what it left before taking over.
             teardown(StateDir(Path(current["state"])), None, log=lambda _: None)
-        owner_file().write_text(json.dumps({"name": name, "state": str(state.root)}))
+        record = {"name": name, "state": str(state.root), "claimer_pid": os.getpid()}
+        owner_file().write_text(json.dumps(record))
+
+
+def holder_alive(record: dict) -> bool:
+    """Whether the test bed a holder record names still holds the node: its containerd
+    runs, or, before its containerd has started (the control plane comes first, for
+    seconds), the process that claimed it runs. Only a dead holder may be taken over."""
+    containerd = int(record.get("containerd_pid", 0))
+    if containerd:
+        return procs.is_ours(containerd, record["state"])
+    return procs.is_alive(int(record.get("claimer_pid", 0)))
 
 
 def _owner() -> dict | None:
@@ -456,6 +463,10 @@ def import_images(dirs: NodeDirs, archives: dict[str, Path], log: Log) -> None:
         if present:
             continue
         start = time.monotonic()
+        if any(line.split(maxsplit=1)[0] == ref for line in listed.splitlines() if line):
+            # An older build of this ref: remove it first (--sync: its content and
+            # snapshots are freed now), so the store never holds two 6.9 GB copies.
+            ctr(dirs, "images", "rm", "--sync", ref)
         import_archive(dirs, archive)
         ctr(dirs, "images", "label", ref, marker)
         log(f"imported {ref} in {time.monotonic() - start:.1f}s")
@@ -492,15 +503,28 @@ def image_ref(images: dict[str, Path], name: str) -> str:
     raise TestbedError(f"no {name} image among {sorted(images)}")
 
 
+# The node's processes, in the order they stop.
+NODE_PROCESSES = ("kubelet", "kube-proxy", "containerd")
+
+
 def teardown(state: StateDir, crictl_binary: Path | None, log: Log = print) -> None:
     """Remove every pod, container, mount, cgroup, namespace and link the node made.
 
     Pods first, through the CRI (so CNI releases their addresses and namespaces), then the
     node's processes, then whatever survived by force. Safe on a half-started node.
+
+    The node's cgroups, image store mounts and network are the machine's: while another
+    live test bed holds the node, only this one's own processes and mounts go.
     """
     dirs = NodeDirs(state)
     pids = _read_pids(state)
     marker = str(state.root)
+    holder = _owner()
+    if holder and holder.get("state") != marker and holder_alive(holder):
+        procs.stop([pids[c] for c in NODE_PROCESSES if c in pids], marker)
+        unmount_below(dirs.root)
+        log(f"real node held by {holder['name']!r}: removed only this test bed's processes")
+        return
     procs.stop([pids[c] for c in ("kubelet", "kube-proxy") if c in pids], marker)
     if crictl_binary and crictl_binary.exists() and dirs.socket.exists():
         endpoint = f"unix://{dirs.socket}"
