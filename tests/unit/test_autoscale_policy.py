@@ -274,3 +274,43 @@ def test_seeded_history_delays_scale_down_but_not_scale_up() -> None:
         run(spec(scale_up_stabilization_seconds=60), 4, signals(rate=500), history=seeded).replicas
         == 7
     )
+
+
+def _unbounded(history: History, now: float, replicas: int, keep: float) -> History:
+    """What record kept before it forgot dominated proposals: every recent one."""
+    recent = tuple(p for p in history.proposals if now - p.time <= keep)
+    return History((*recent, Proposal(now, replicas)))
+
+
+@given(
+    st.lists(st.integers(0, 12), min_size=1, max_size=60),
+    st.integers(1, 40),
+    st.integers(0, 40),
+    st.integers(0, 12),
+)
+def test_a_bounded_history_stabilizes_exactly_like_the_whole_one(
+    demands: list[int], up_window: int, down_window: int, current: int
+) -> None:
+    target = spec(
+        min_replicas=0,
+        max_replicas=12,
+        scale_up_stabilization_seconds=up_window,
+        scale_down_stabilization_seconds=down_window,
+    )
+    keep = max(up_window, down_window)
+    bounded = whole = History.seeded(current, 0.0)
+    for tick, wish in enumerate(demands, start=1):
+        bounded = bounded.record(float(tick), wish, keep)
+        whole = _unbounded(whole, float(tick), wish, keep)
+        assert stabilize(current, wish, bounded, float(tick), target) == stabilize(
+            current, wish, whole, float(tick), target
+        )
+    # Falling and rising runs of at most 13 distinct counts each, whatever the windows.
+    assert len(bounded.proposals) <= 2 * 13 + 1
+
+
+def test_a_day_long_window_at_a_one_second_tick_keeps_a_short_history() -> None:
+    history = History()
+    for tick in range(86_400):
+        history = history.record(float(tick), 3 + tick % 5, 86_400)
+    assert len(history.proposals) <= 11
