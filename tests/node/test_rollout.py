@@ -31,8 +31,8 @@ NAME = "minilm-roll"
 MODEL = EXAMPLE_MODEL
 # The replica and one surge pod of examples/minilm-local.yaml at the catalog's prices, not a
 # third.
-BUDGET_PER_HOUR = budget_paying_for(2, load_example("minilm-local.yaml")["spec"])
 AFFORDABLE_PODS = 2
+BUDGET_PER_HOUR = budget_paying_for(AFFORDABLE_PODS, load_example("minilm-local.yaml")["spec"])
 NEW_WINDOW_US = 2000
 LOAD_CONCURRENCY = 2
 ROLLOUT_TIMEOUT = SERVING_TIMEOUT
