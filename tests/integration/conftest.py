@@ -7,6 +7,7 @@
   TENFOLD_TESTBED_REUSE=1 it uses the one already up (`python -m tenfold_tools.testbed up`) and
   leaves it running. Exports KUBECONFIG and PATH (pinned kubectl, helm) for subprocesses.
 - kubectl, k8s_api, namespace, make_namespace: from tests/cluster_fixtures.py.
+- crd, operator, quiet_operator (module): the CRD installed, `tenfold run` cluster-wide.
 
 Every fixture checks that its kubeconfig is the test bed's own before any request.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tenfold_tools.testbed import Testbed, is_up, load, up
+from tenfold_tools.testbed import Kubectl, Testbed, is_up, load, up
 from tenfold_tools.testbed import down as testbed_down
 from tests.cluster_fixtures import (
     SESSION_PREFIX,
@@ -30,6 +31,7 @@ from tests.cluster_fixtures import (
     namespace,
     stop_orphaned_session_beds,
 )
+from tests.integration.operator_support import OperatorProcess, install_crd
 
 __all__ = ["k8s_api", "kubectl", "make_namespace", "namespace"]
 
@@ -61,3 +63,27 @@ def testbed() -> Iterator[Testbed]:
     finally:
         if not reuse:
             testbed_down(name)
+
+
+@pytest.fixture(scope="module")
+def crd(testbed: object, kubectl: Kubectl) -> None:
+    """The CRD, installed once."""
+    install_crd(kubectl)
+
+
+@pytest.fixture(scope="module")
+def operator(crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator running cluster-wide for one module's tests."""
+    process = OperatorProcess(tmp_path_factory.mktemp("operator") / "operator.log").start()
+    yield process
+    process.stop()
+    assert "Traceback" not in process.log_text(), process.log_text()[-6000:]
+
+
+@pytest.fixture
+def quiet_operator(operator: OperatorProcess) -> Iterator[OperatorProcess]:
+    """The operator, with a check that the test caused no traceback in its output."""
+    operator.new_output()
+    yield operator
+    output = operator.new_output()
+    assert "Traceback" not in output, output[-6000:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from tests.integration.operator_support import (
     condition_of,
     get_json,
     get_json_or_none,
-    install_crd,
     load_manifest,
     settle,
     wait_for,
@@ -28,30 +26,6 @@ from tests.integration.operator_support import (
 EXAMPLES = REPO_ROOT / "examples"
 CHILDREN = ("deployment", "service", "configmap", "poddisruptionbudget")
 CONFIG_HASH = "tenfold.dev/config-hash"
-
-
-@pytest.fixture(scope="module")
-def crd(testbed: object, kubectl: Kubectl) -> None:
-    """The CRD, installed once."""
-    install_crd(kubectl)
-
-
-@pytest.fixture(scope="module")
-def operator(crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    """The operator running cluster-wide for this module's tests."""
-    process = OperatorProcess(tmp_path_factory.mktemp("operator") / "operator.log").start()
-    yield process
-    process.stop()
-    assert "Traceback" not in process.log_text(), process.log_text()[-6000:]
-
-
-@pytest.fixture
-def quiet_operator(operator: OperatorProcess) -> Iterator[OperatorProcess]:
-    """The operator, with a check that the test caused no traceback in its output."""
-    operator.new_output()
-    yield operator
-    output = operator.new_output()
-    assert "Traceback" not in output, output[-6000:]
 
 
 def minilm(name: str = "minilm") -> dict:

@@ -19,8 +19,6 @@ from kubernetes.client.rest import ApiException
 from tenfold import constants
 from tenfold.api.enums import Backend, ModelFormat, Precision, Task
 from tenfold.api.serving import SERVING
-from tenfold_tools.testbed import Kubectl
-from tests.integration.operator_support import install_crd
 from tests.serving_oracle import (
     FITTING,
     PRECISION_MATRIX,
@@ -29,12 +27,6 @@ from tests.serving_oracle import (
     precision_spec_of,
     spec_of,
 )
-
-
-@pytest.fixture(scope="module")
-def crd(testbed: object, kubectl: Kubectl) -> None:
-    """The CRD, installed once."""
-    install_crd(kubectl)
 
 
 @pytest.fixture

@@ -122,3 +122,30 @@ def test_status_patch_is_camel_case_and_off_mode_writes_costs_only() -> None:
         previous={},
     )
     assert set(off) == {"costPerHour", "projectedMonthlyCost", "costPer1KRequests"}
+
+
+def test_an_idle_tick_writes_nothing() -> None:
+    """The same decision on the same signals ten ticks later: no field differs, so the
+    controller's status patch is empty and the resourceVersion stays put."""
+    costs = Costs(ServiceCost(per_replica=0.5), running_replicas=3, hourly_cap=None)
+
+    def tick(now: float, previous: dict, replicas: int = 3, rate: float = 0.0) -> dict:
+        return build_status_patch(
+            decision(replicas, replicas),
+            current=3,
+            mode=AutoscalingMode.AUTO,
+            applied=replicas != 3,
+            signals=ServiceSignals(request_rate=rate, observed_at=now),
+            costs=costs,
+            now=now,
+            generation=1,
+            previous=previous,
+        )
+
+    first = tick(NOW, {})
+    for later in range(1, 11):
+        again = tick(NOW + later, first)
+        assert {k: v for k, v in again.items() if first.get(k) != v} == {}
+    busier = tick(NOW + 20, first, replicas=4, rate=50.0)
+    assert busier["lastDecision"]["time"] == rfc3339(NOW + 20)
+    assert busier["signals"]["observedAt"] == rfc3339(NOW + 20)

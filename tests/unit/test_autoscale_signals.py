@@ -18,6 +18,7 @@ from tenfold.autoscale.signals import (
     queue_time_query,
     request_rate_query,
     signal_queries,
+    steady_text,
 )
 
 
@@ -111,13 +112,26 @@ def test_fetch_all_raises_unavailable_when_prometheus_fails() -> None:
 def test_availability_names_the_reason() -> None:
     fresh = ServiceSignals(observed_at=100, request_rate=1)
     assert availability(fresh, None, now=110, max_age_seconds=30) is None
-    assert availability(fresh, None, now=200, max_age_seconds=30) == Unavailable(
-        "StaleSamples", "newest sample is 100 s old (bound 30 s)"
+    stale = Unavailable(
+        "StaleSamples", "newest sample is from 1970-01-01T00:01:40Z, older than the bound of 30 s"
     )
+    assert availability(fresh, None, now=200, max_age_seconds=30) == stale
+    assert availability(fresh, None, now=260, max_age_seconds=30) == stale  # same, later
     missing = availability(None, None, now=0, max_age_seconds=30)
     assert missing is not None and missing.reason == "NoSamples"
     down = availability(fresh, "connection refused", now=110, max_age_seconds=30)
     assert down == Unavailable("PrometheusUnreachable", "connection refused")
+
+
+def test_a_lasting_outage_reads_the_same_on_every_try() -> None:
+    noisy = (
+        "HTTPConnectionPool(host='prom', port=9090): Max retries exceeded with url: "
+        "/api/v1/query?query=up&time={t} (Caused by NewConnectionError('<urllib3.connection."
+        "HTTPConnection object at 0x{a}>: Failed to establish a new connection'))"
+    )
+    first = steady_text(noisy.format(t="1796090587.55", a="7f3a2c1d"))
+    assert first == steady_text(noisy.format(t="1796090601.68", a="7f00beef"))
+    assert "0x" not in first and "time=" not in first and "Failed to establish" in first
 
 
 def test_an_infinite_signal_holds_the_count_and_says_why() -> None:

@@ -82,12 +82,13 @@ def _verbs(api_group: str, resource: str) -> set[str]:
         ("serving.tenfold.dev", "inferenceservices/scale", {"patch"}),
         ("serving.tenfold.dev", "inferenceservices/status", {"patch"}),
         ("serving.tenfold.dev", "inferenceservices/finalizers", {"update"}),
-        # Server-side apply (create and patch) and pruning (list, delete); the Deployment
-        # alone is read, by name; nothing is watched or updated.
-        ("apps", "deployments", {"get", "list", "create", "patch", "delete"}),
-        ("apps", "statefulsets", {"list", "create", "patch", "delete"}),
-        ("", "services", {"list", "create", "patch", "delete"}),
-        ("", "configmaps", {"list", "create", "patch", "delete"}),
+        # Server-side apply (create and patch) and pruning (list, delete); the kinds a
+        # service needs are watched for drift (controller/drift.py); the Deployment alone is
+        # read, by name; nothing is updated.
+        ("apps", "deployments", {"get", "list", "watch", "create", "patch", "delete"}),
+        ("apps", "statefulsets", {"list", "watch", "create", "patch", "delete"}),
+        ("", "services", {"list", "watch", "create", "patch", "delete"}),
+        ("", "configmaps", {"list", "watch", "create", "patch", "delete"}),
         ("policy", "poddisruptionbudgets", {"list", "create", "patch", "delete"}),
         ("networking.k8s.io", "networkpolicies", {"list", "create", "patch", "delete"}),
         ("monitoring.coreos.com", "servicemonitors", {"list", "create", "patch", "delete"}),

@@ -64,6 +64,7 @@ a namespaced install (watchNamespaces) grants them per listed namespace with a R
 */}}
 {{- define "tenfold.serviceRules" -}}
 {{- $children := list "list" "create" "patch" "delete" -}}
+{{- $watched := append $children "watch" -}}
 # kopf lists and watches InferenceServices and merge-patches its progress annotations and
 # finalizer into their metadata; it never reads one by name.
 - apiGroups: [serving.tenfold.dev]
@@ -80,17 +81,19 @@ a namespaced install (watchNamespaces) grants them per listed namespace with a R
   resources: [inferenceservices/finalizers]
   verbs: [update]
 # The children of every InferenceService (controller/apply.py): a server-side apply that
-# creates needs create and patch, pruning lists by label and deletes. Nothing watches or
-# updates them; the Deployment alone is read by name (controller/observe.py).
+# creates needs create and patch, pruning lists by label and deletes. The kinds a service
+# cannot serve without are watched, so a child deleted or edited by hand is applied again
+# (controller/drift.py); the Deployment alone is read by name (controller/observe.py).
+# Nothing updates them.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: {{ toJson (append $children "get") }}
+  verbs: {{ toJson (append $watched "get") }}
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: {{ toJson $children }}
+  verbs: {{ toJson $watched }}
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: {{ toJson $children }}
+  verbs: {{ toJson $watched }}
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: {{ toJson $children }}

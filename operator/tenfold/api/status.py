@@ -71,13 +71,20 @@ class Signals(ApiModel):
     p95_latency_ms: float | None = Field(None, description="p95 request latency, ms.")
     pending_requests: float | None = Field(None, description="Requests waiting in Triton.")
     cache_hit_ratio: float | None = Field(None, description="Cache sidecar hit ratio.")
-    observed_at: str | None = Field(None, description="When the metrics were read (RFC 3339).")
+    observed_at: str | None = Field(
+        None,
+        description="When the metrics were read with these values (RFC 3339); a read that "
+        "finds the same values keeps the time, so an idle service writes nothing.",
+    )
 
 
 class ScaleDecision(ApiModel):
     """The autoscaler's last decision."""
 
-    time: str = Field(description="When it was decided (RFC 3339).")
+    time: str = Field(
+        description="When this decision was first taken (RFC 3339); the same decision on "
+        "later ticks keeps the time, so an idle service writes nothing."
+    )
     from_replicas: int = Field(description="Replicas before.")
     to_replicas: int = Field(description="Replicas decided (after the budget clamp).")
     wanted_replicas: int = Field(description="Replicas demand asked for before the clamp.")
@@ -89,6 +96,12 @@ class InferenceServiceStatus(ApiModel):
     """Observed state of an InferenceService."""
 
     observed_generation: int | None = Field(None, description="Last spec generation acted on.")
+    apply_error: str | None = Field(
+        None,
+        description="The apiserver's refusal of the last plan apply (403, 422, ...), in its "
+        "own words; absent once a plan applies. Degraded stays True with reason ApiRefused "
+        "while it is set.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Standard conditions, one per type.",

@@ -48,6 +48,22 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+# Status records stamped with a time, and the key of the stamp (CRD names).
+STAMPED_FIELDS = (("lastDecision", "time"), ("signals", "observedAt"))
+
+
+def keep_stamp(current: Any, previous: Any, stamp: str) -> Any:
+    """`current`, with `previous`'s time stamp when nothing else in it changed: a tick that
+    decides what the last one decided writes no status (an idle service stays quiet, and
+    watchers such as GitOps tools see no churn)."""
+    if not isinstance(current, dict) or not isinstance(previous, dict):
+        return current
+    unstamped = {k: v for k, v in current.items() if k != stamp}
+    if unstamped == {k: v for k, v in previous.items() if k != stamp} and stamp in previous:
+        return {**current, stamp: previous[stamp]}
+    return current
+
+
 def build_decision(decision: Decision, current: int, now: float, applied: bool) -> ScaleDecision:
     """The status record of a decision; `applied` is False in recommend mode or when the
     scale subresource refused the patch."""
@@ -183,6 +199,9 @@ def build_status_patch(
     patch = InferenceServiceStatus(**fields).model_dump(
         by_alias=True, mode="json", exclude_unset=True
     )
+    for key, stamp in STAMPED_FIELDS:
+        if key in patch:
+            patch[key] = keep_stamp(patch[key], previous.get(key), stamp)
     if mode is not AutoscalingMode.OFF:
         patch["conditions"] = merge_conditions(
             previous.get("conditions") or (),

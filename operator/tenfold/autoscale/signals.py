@@ -10,8 +10,10 @@ The PromQL builders are pure; `PrometheusSignalSource` is the only I/O here.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -180,6 +182,22 @@ class Unavailable:
     message: str
 
 
+# What changes on every try in a transport error's text: urllib3 names the connection
+# object's address and the URL, whose query carries the evaluation time.
+_CHANGING_PARTS = (
+    (re.compile(r" (object )?at 0x[0-9a-fA-F]+"), ""),
+    (re.compile(r"url: \S+"), "url: (the query)"),
+)
+
+
+def steady_text(error: str) -> str:
+    """An error message without what changes on every try, so one lasting outage is one
+    status (and one status write), not a write per tick."""
+    for pattern, replacement in _CHANGING_PARTS:
+        error = pattern.sub(replacement, error)
+    return error
+
+
 def availability(
     signals: ServiceSignals | None, fetch_error: str | None, now: float, max_age_seconds: float
 ) -> Unavailable | None:
@@ -201,8 +219,12 @@ def availability(
         )
     age = now - signals.observed_at
     if age > max_age_seconds:
+        # The sample's own time, not its age: the same stale sample gives the same message
+        # on every tick, so the status is not rewritten each tick while it lasts.
+        taken = datetime.fromtimestamp(signals.observed_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return Unavailable(
-            "StaleSamples", f"newest sample is {age:.0f} s old (bound {max_age_seconds:g} s)"
+            "StaleSamples",
+            f"newest sample is from {taken}, older than the bound of {max_age_seconds:g} s",
         )
     return None
 
@@ -267,6 +289,7 @@ class PrometheusSignalSource:
                 vectors[name] = parse_vector(self._query(promql, at))
             except Exception as error:  # any transport or API failure means "unavailable"
                 raise SignalsUnavailableError(
-                    f"Prometheus at {self.url} did not answer the {name} query: {error}"
+                    f"Prometheus at {self.url} did not answer the {name} query: "
+                    f"{steady_text(str(error))}"
                 ) from error
         return assemble(vectors)

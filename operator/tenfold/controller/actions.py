@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tenfold.api.resource import InvalidSpecError
 from tenfold.autoscale.loop import default_autoscaler
-from tenfold.controller import conditions, kube, metrics
+from tenfold.controller import conditions, drift, kube, metrics
 from tenfold.controller import reconcile as rc
 from tenfold.controller.apply import MissingApiError
 from tenfold.controller.config import OperatorConfig
@@ -19,12 +21,36 @@ from tenfold.controller.config import OperatorConfig
 CONFLICT_RETRY_SECONDS = 2
 API_ERROR_RETRY_SECONDS = 10
 MISSING_API_RETRY_SECONDS = 60
+# A refusal (403 Forbidden, 422 Invalid, ...) does not go away by asking again in seconds:
+# it waits for a person (a quota raised, a right granted), or for a new spec, which runs the
+# handler at once anyway.
+REFUSED_RETRY_SECONDS = 300
+# Statuses that mean "this request, as it is, will not be accepted"; everything else (409,
+# 429, 5xx, a dropped connection) is transient.
+REFUSAL_STATUSES = frozenset({400, 403, 405, 413, 415, 422})
+
+_log = logging.getLogger(__name__)
+# Generations of the children seen on the watch (controller/drift.py).
+_SEEN_CHILDREN = drift.SeenGenerations()
+
+
+def apiserver_message(error: ApiException) -> str:
+    """The apiserver's own words from an error (its Status message), else the HTTP reason."""
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        status = None
+    if isinstance(status, dict) and status.get("message"):
+        return str(status["message"])
+    return f"{error.status} {error.reason}"
 
 
 def _retry_for(error: ApiException) -> kopf.TemporaryError:
     # 409: someone wrote the object between our read and write; the next pass wins.
     delay = CONFLICT_RETRY_SECONDS if error.status == 409 else API_ERROR_RETRY_SECONDS
-    return kopf.TemporaryError(f"API error {error.status}: {error.reason}", delay=delay)
+    if error.status in REFUSAL_STATUSES:
+        delay = REFUSED_RETRY_SECONDS
+    return kopf.TemporaryError(f"API error {error.status}: {apiserver_message(error)}", delay=delay)
 
 
 def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: OperatorConfig) -> None:
@@ -41,13 +67,65 @@ def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: OperatorCo
         settled = rc.reconcile(service, config)
     except ApiException as error:
         metrics.RECONCILES.labels("retry").inc()
+        if error.status in REFUSAL_STATUSES:
+            # The status tick turns this into Degraded/ApiRefused (conditions.with_refusal).
+            patch.status["applyError"] = apiserver_message(error)[: conditions.MESSAGE_LIMIT]
         raise _retry_for(error) from error
     except MissingApiError as missing:
         metrics.RECONCILES.labels("retry").inc()
         patch.status.update(rc.invalid_status(str(missing), previous, generation))
         raise kopf.TemporaryError(str(missing), delay=MISSING_API_RETRY_SECONDS) from None
     metrics.RECONCILES.labels("applied").inc()
+    if previous.get("applyError"):
+        settled["applyError"] = None  # a merge patch's null removes the field
     patch.status.update(rc.changed_fields(previous, settled))
+
+
+def index_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the services index keeps of an InferenceService: enough to plan it again."""
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": dict(body.get("metadata") or {}),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def repair_drift(
+    event_type: str | None,
+    child: Mapping[str, Any],
+    services: Mapping[Any, Any],
+    config: OperatorConfig,
+) -> bool:
+    """Apply the owner's plan again when a child was deleted or edited; True if it did.
+
+    `services` is the services_by_name index: (namespace, name) -> a store of one body.
+    Errors are logged, not retried: the next event, spec change or restart applies again.
+    """
+    if not drift.is_drift(event_type, child, _SEEN_CHILDREN):
+        return False
+    metadata = child.get("metadata") or {}
+    owner_name = drift.owner_of(child)
+    found = list(services.get((metadata.get("namespace"), owner_name), ()))
+    owner = found[0] if found else None
+    if owner is None or not drift.may_repair(owner):
+        return False
+    try:
+        rc.reconcile(rc.parse_body(owner), config)
+    except (InvalidSpecError, ApiException, MissingApiError) as error:
+        _log.warning("repairing %s/%s failed: %s", metadata.get("namespace"), owner_name, error)
+        return False
+    metrics.RECONCILES.labels("repaired").inc()
+    _log.info(
+        "repaired %s/%s: %s %s %s",
+        metadata.get("namespace"),
+        owner_name,
+        child.get("kind"),
+        metadata.get("name"),
+        (event_type or "").lower(),
+    )
+    return True
 
 
 async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: OperatorConfig) -> None:

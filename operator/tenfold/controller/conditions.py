@@ -153,6 +153,43 @@ def invalid_spec_conditions(message: str) -> list[ConditionUpdate]:
     ]
 
 
+API_REFUSED_REASON = "ApiRefused"
+
+
+def api_refused_conditions(message: str) -> list[ConditionUpdate]:
+    """Conditions while the apiserver refuses the plan (403, 422, ...): its own words."""
+    return [
+        condition(ConditionType.READY, False, API_REFUSED_REASON, message),
+        condition(ConditionType.DEGRADED, True, API_REFUSED_REASON, message),
+    ]
+
+
+def with_refusal(
+    updates: Iterable[ConditionUpdate],
+    apply_error: str | None,
+    previous: Iterable[Mapping[str, Any]],
+) -> list[ConditionUpdate]:
+    """The observed conditions, with the apiserver's refusal of the last apply in force.
+
+    While status.applyError is set (the apply handler writes it, and only it), running pods
+    do not make the service Ready or healthy; once it is gone, a Degraded left by it turns
+    False. The status tick is the one writer of these conditions, so a tick racing the apply
+    handler cannot drop a refusal from the list.
+    """
+    if apply_error:
+        hidden = {ConditionType.DEGRADED, ConditionType.READY}
+        kept = [update for update in updates if update.type not in hidden]
+        return kept + api_refused_conditions(apply_error)
+    updates = list(updates)
+    refused_before = any(
+        c.get("type") == ConditionType.DEGRADED.value and c.get("reason") == API_REFUSED_REASON
+        for c in previous
+    )
+    if refused_before and all(u.type is not ConditionType.DEGRADED for u in updates):
+        updates.append(condition(ConditionType.DEGRADED, False, "Applied", "the plan applied"))
+    return updates
+
+
 def price_conditions(
     refusal: str | None, previous: Iterable[Mapping[str, Any]]
 ) -> list[ConditionUpdate]:

@@ -13,6 +13,7 @@ import kopf
 from tenfold import constants
 from tenfold.controller import actions
 from tenfold.controller.config import OperatorConfig
+from tenfold.controller.drift import WATCHED_CHILDREN
 from tenfold.controller.metrics import serve as serve_metrics
 from tenfold.controller.settings import configure
 
@@ -39,6 +40,31 @@ def on_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 async def on_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Report what the children are doing, every tick."""
     await actions.refresh_status(body, patch, CONFIG)
+
+
+@kopf.index(*RESOURCE, id="services_by_name")
+def services_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict:
+    """Every InferenceService, from the watch (a child's drift is repaired from its owner's
+    body without a GET)."""
+    return {(namespace, name): actions.index_entry(body)}
+
+
+def on_child_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:  # noqa: A002
+    """A child changed: apply its owner's plan again if that was drift (deleted, edited).
+
+    `type` (kopf's name) is the watch event's, None for the initial listing.
+    """
+    actions.repair_drift(type, body, kwargs["services_by_name"], CONFIG)
+
+
+for _group, _version, _plural in WATCHED_CHILDREN:
+    kopf.on.event(
+        _group,
+        _version,
+        _plural,
+        id=f"repair-{_plural}",
+        labels={constants.LABEL_MANAGED_BY: constants.MANAGED_BY},
+    )(on_child_event)
 
 
 @kopf.on.delete(*RESOURCE, id="forget-metrics", optional=True)

@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 
 RECONCILES = Counter(
     "tenfold_operator_reconcile_total",
-    "Plan applications by outcome (applied, invalid, retry).",
+    "Plan applications by outcome (applied, invalid, retry, repaired: after drift).",
     ["result"],
 )
 COST_PER_HOUR = Gauge(

@@ -141,10 +141,13 @@ def observed_status(service: InferenceService, previous: Mapping[str, Any]) -> d
     """
     seen = observe.observe(service.name, service.namespace, pod_selector(service.name))
     desired = int(previous.get("desiredReplicas") or 0)
-    updates = conditions.deployment_conditions(seen.deployment, seen.pods, desired)
-    merged = conditions.merge_conditions(
-        previous.get("conditions") or [], updates, service.generation, now_rfc3339()
+    before = previous.get("conditions") or []
+    updates = conditions.with_refusal(
+        conditions.deployment_conditions(seen.deployment, seen.pods, desired),
+        previous.get("applyError"),
+        before,
     )
+    merged = conditions.merge_conditions(before, updates, service.generation, now_rfc3339())
     deployment_status = (seen.deployment or {}).get("status") or {}
     report = conditions.prepared_model(seen.pods)
     return {
