@@ -157,3 +157,32 @@ def test_an_infinite_signal_holds_the_count_and_says_why() -> None:
 def test_prometheus_tls_is_verified_by_default_or_against_a_ca_bundle() -> None:
     assert prometheus_session(None).verify is True
     assert prometheus_session("/etc/ssl/private-ca.pem").verify == "/etc/ssl/private-ca.pem"
+
+
+def test_a_failing_prometheus_is_asked_once_per_tick() -> None:
+    """No retries inside a tick (the next tick is the retry): the client library's own
+    default adapter would try four times with a backoff."""
+    import socket
+    import threading
+
+    accepted: list[int] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+
+    def refuse_politely() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            connection.close()  # a dropped connection: what urllib3 retries
+
+    threading.Thread(target=refuse_politely, daemon=True).start()
+    port = server.getsockname()[1]
+    try:
+        with pytest.raises(SignalsUnavailableError):
+            PrometheusSignalSource(f"http://127.0.0.1:{port}").fetch_all(at=0)
+    finally:
+        server.close()
+    assert len(accepted) == 1

@@ -268,7 +268,11 @@ class PrometheusSignalSource:
 
     @staticmethod
     def _client_query(url: str, timeout_seconds: float, ca_file: str | None) -> Query:
-        client = PrometheusConnect(url=url, session=prometheus_session(ca_file))
+        # PrometheusConnect mounts its own adapter on the URL, with three retries and a
+        # backoff (seven seconds a tick against a Prometheus that is down) unless told.
+        client = PrometheusConnect(
+            url=url, session=prometheus_session(ca_file), retry=Retry(total=0)
+        )
 
         def run(promql: str, at: float) -> list[dict[str, Any]]:
             result: list[dict[str, Any]] = client.custom_query(

@@ -28,15 +28,25 @@ def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     serve_metrics(CONFIG.metrics_port)
 
 
-@kopf.on.resume(*RESOURCE, id="apply-plan-resume")
-@kopf.on.create(*RESOURCE, id="apply-plan-create")
-@kopf.on.update(*RESOURCE, id="apply-plan-update", field="spec")
+# kopf retries an exception that is not its own (a connection refused while the apiserver
+# restarts) after 60 s by default; the control plane's return should be met within seconds.
+UNEXPECTED_ERROR_BACKOFF = 5.0
+
+
+@kopf.on.resume(*RESOURCE, id="apply-plan-resume", backoff=UNEXPECTED_ERROR_BACKOFF)
+@kopf.on.create(*RESOURCE, id="apply-plan-create", backoff=UNEXPECTED_ERROR_BACKOFF)
+@kopf.on.update(*RESOURCE, id="apply-plan-update", field="spec", backoff=UNEXPECTED_ERROR_BACKOFF)
 def on_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Apply the plan whenever the spec is new, changed, or the operator restarted."""
     actions.apply_service(body, patch, CONFIG)
 
 
-@kopf.timer(*RESOURCE, id="refresh-status", interval=CONFIG.tick_seconds)
+@kopf.timer(
+    *RESOURCE,
+    id="refresh-status",
+    interval=CONFIG.tick_seconds,
+    backoff=UNEXPECTED_ERROR_BACKOFF,
+)
 async def on_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Report what the children are doing, every tick."""
     await actions.refresh_status(body, patch, CONFIG)

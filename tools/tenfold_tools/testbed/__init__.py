@@ -15,7 +15,9 @@ from tenfold_tools.testbed.cluster import (
     down,
     is_up,
     load,
+    start_component,
     status,
+    stop_component,
     up,
 )
 from tenfold_tools.testbed.layout import DEFAULT_NAME, TestbedError, Versions, load_versions
@@ -31,6 +33,8 @@ __all__ = [
     "is_up",
     "load",
     "load_versions",
+    "start_component",
     "status",
+    "stop_component",
     "up",
 ]

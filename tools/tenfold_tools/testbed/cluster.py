@@ -337,23 +337,49 @@ def start_control_plane(
 ) -> None:
     """Start etcd, then the apiserver, then the rest together; wait until each is healthy."""
     ports = components.Ports(**data["ports"])
-    address = data["address"]
-    checks = _health_checks(state, ports, address)
-    argv = {
-        "etcd": components.etcd_args,
-        "kube-apiserver": lambda b, st, p: components.apiserver_args(b, st, p, address),
-        "kube-controller-manager": components.controller_manager_args,
-        "kube-scheduler": components.scheduler_args,
-        "kwok": components.kwok_args,
-    }
+    checks = _health_checks(state, ports, data["address"])
+    argv = _control_plane_argv(binaries, state, data)
     # etcd and the apiserver must be up before their clients; the last three only need
     # the apiserver, so they start side by side.
     for phase, group in (("etcd", ["etcd"]), ("apiserver", ["kube-apiserver"]),
                          ("controllers", COMPONENTS[2:])):  # fmt: skip
         with timings.phase(phase):
-            pids = {c: _start(state, data, c, argv[c](binaries, state, ports)) for c in group}
+            pids = {c: _start(state, data, c, argv[c]) for c in group}
             for component, pid in pids.items():
                 _wait_healthy(state, component, pid, checks[component])
+
+
+def _control_plane_argv(
+    binaries: Binaries, state: StateDir, data: dict[str, Any]
+) -> dict[str, list[str]]:
+    """Each control-plane component's command line, from the test bed's recorded state."""
+    ports = components.Ports(**data["ports"])
+    return {
+        "etcd": components.etcd_args(binaries, state, ports),
+        "kube-apiserver": components.apiserver_args(binaries, state, ports, data["address"]),
+        "kube-controller-manager": components.controller_manager_args(binaries, state, ports),
+        "kube-scheduler": components.scheduler_args(binaries, state, ports),
+        "kwok": components.kwok_args(binaries, state, ports),
+    }
+
+
+def stop_component(testbed: Testbed, component: str) -> None:
+    """Stop one control-plane process (SIGTERM, then SIGKILL), as an outage would: for
+    fault tests. `start_component` brings it back with the same flags and data."""
+    data = _read_state(testbed.state) or {}
+    pid = _pids(data).get(component)
+    if component not in COMPONENTS or pid is None:
+        raise TestbedError(f"test bed {testbed.name!r} runs no {component}")
+    procs.stop([pid], str(testbed.state.root))
+
+
+def start_component(testbed: Testbed, component: str) -> None:
+    """Start a stopped control-plane process again and wait until it is healthy."""
+    data = _read_state(testbed.state) or {}
+    argv = _control_plane_argv(testbed.binaries, testbed.state, data)[component]
+    pid = _start(testbed.state, data, component, argv)
+    checks = _health_checks(testbed.state, components.Ports(**data["ports"]), data["address"])
+    _wait_healthy(testbed.state, component, pid, checks[component])
 
 
 # --- cluster contents --------------------------------------------------------------------
