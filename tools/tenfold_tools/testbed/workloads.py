@@ -168,5 +168,14 @@ def install_operator(testbed: Testbed, images: dict[str, str], *extra: str) -> s
 
 
 def uninstall_operator(testbed: Testbed) -> None:
-    """`helm uninstall` the operator release."""
+    """Delete every InferenceService while the operator still runs, then `helm uninstall`.
+
+    kopf puts a finalizer on each service (its timers need one); with the operator gone
+    first, nothing removes it, and deleting the service's namespace hangs until someone
+    does (the order docs/install.md gives users too).
+    """
+    testbed.kubectl(
+        "delete", "inferenceservices", "--all", "--all-namespaces", "--wait=true",
+        "--timeout=120s", check=False, timeout=150,
+    )  # fmt: skip
     helm(testbed, "uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--wait")
