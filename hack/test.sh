@@ -3,11 +3,12 @@
 # test bed binaries, images; cached outside the repo), lint, then every test layer.
 # pytest's own exit codes are returned, so "no tests collected" (5) fails the run.
 #
-# The full suite runs as two pytest sessions side by side, each with its own test bed:
-# tests/node drives the real kubelet node; the rest (KWOK-only control plane, local
-# Triton/Redis/Prometheus, unit) never touch it. Much of either is waiting on pods, ticks
-# and rollouts, so the wall time is near the longer of the two rather than their sum.
-# With arguments (a file, -k, -m ...), one session runs exactly what they select.
+# The full suite runs as three pytest sessions side by side, each with its own test bed or
+# none: tests/node drives the real kubelet node; tests/integration a KWOK-only control
+# plane; tests/e2e and tests/unit local Triton/Redis/Prometheus or nothing. Most of each is
+# waiting on pods, ticks and rollouts (one session kept the two cores half idle), so the
+# wall time is near the longest of the three rather than their sum. Each prints its
+# slowest tests. With arguments (a file, -k, -m ...), one session runs what they select.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv="$(bash hack/setup.sh | tail -1)"
@@ -23,18 +24,23 @@ if [ "$#" -gt 0 ]; then
   exec python -m pytest "$@"
 fi
 
-node_log="$(mktemp -t tenfold-node-tests.XXXXXX)"
-python -m pytest tests/node >"$node_log" 2>&1 &
+logs="$(mktemp -d -t tenfold-tests.XXXXXX)"
+python -m pytest tests/node --durations=15 >"$logs/node.log" 2>&1 &
 node_pid=$!
-# Interrupted: take the node session down with this script, not leave it running.
-trap 'kill "$node_pid" 2>/dev/null || true' INT TERM
-rest_status=0
-python -m pytest tests --ignore=tests/node || rest_status=$?
-node_status=0
-wait "$node_pid" || node_status=$?
-echo "======================== tests/node (ran alongside) ========================"
-cat "$node_log"
-rm -f "$node_log"
-echo "tests without the node: exit ${rest_status}; tests/node: exit ${node_status}"
-if [ "$rest_status" -ne 0 ]; then exit "$rest_status"; fi
-exit "$node_status"
+python -m pytest tests/integration --durations=15 >"$logs/integration.log" 2>&1 &
+integration_pid=$!
+# Interrupted: take the background sessions down with this script, not leave them running.
+trap 'kill "$node_pid" "$integration_pid" 2>/dev/null || true' INT TERM
+status=0
+python -m pytest tests/e2e tests/unit --durations=15 || status=$?
+for session in integration node; do
+  pid_var="${session}_pid"
+  session_status=0
+  wait "${!pid_var}" || session_status=$?
+  echo "======================== tests/${session} (ran alongside) ========================"
+  cat "$logs/${session}.log"
+  echo "tests/${session}: exit ${session_status}"
+  if [ "$status" -eq 0 ]; then status=$session_status; fi
+done
+rm -rf "$logs"
+exit "$status"

@@ -121,11 +121,15 @@ def command_run(args: argparse.Namespace) -> int:
     import kopf
 
     import tenfold.controller.handlers  # noqa: F401  (registers the handlers)
-    from tenfold.controller.settings import scope
+    from tenfold.controller.settings import peering, peering_priority, scope
 
     kopf.configure(verbose=args.verbose)
     settings = kopf.OperatorSettings()
     scope(settings, args.namespace or ())
+    peering(settings)
+    priority = peering_priority(args.priority, args.peering)
+    if args.peering:
+        print(f"tenfold: peering {args.peering!r} with priority {priority}", file=sys.stderr)
     kopf.run(
         settings=settings,
         standalone=args.standalone,
@@ -133,7 +137,7 @@ def command_run(args: argparse.Namespace) -> int:
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness,
         peering_name=args.peering,
-        priority=args.priority,
+        priority=priority,
     )
     return 0
 
@@ -157,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces")
     run.add_argument("--standalone", action="store_true", help="no peering (single replica)")
     run.add_argument("--peering", default=None, help="kopf peering object name (HA)")
-    run.add_argument("--priority", type=int, default=0, help="peering priority")
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority (default with --peering: drawn at random, so the highest "
+        "live replica acts; replicas of equal priority would all pause)",
+    )
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness URL")
     run.add_argument("-v", "--verbose", action="store_true")
     return parser

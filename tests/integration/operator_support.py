@@ -106,6 +106,30 @@ class OperatorProcess:
         return fresh
 
 
+class PeeringOperator(OperatorProcess):
+    """`tenfold run --peering=NAME`, as the chart runs more than one replica."""
+
+    def __init__(self, log_path: Path, env: dict[str, str] | None, peering: str):
+        super().__init__(log_path, env)
+        self.peering = peering
+
+    def start(self) -> PeeringOperator:
+        """Start with peering instead of --standalone; wait for the liveness endpoint."""
+        liveness = f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz"
+        command = [sys.executable, "-m", "tenfold.cli", "run", f"--peering={self.peering}"]
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [*command, liveness],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+                start_new_session=True,
+            )
+        wait_until(self._alive, "the operator's liveness endpoint",
+                   timeout=OPERATOR_START_TIMEOUT, interval=0.3)  # fmt: skip
+        return self
+
+
 def install_crd(kubectl: Kubectl) -> None:
     """Apply the committed CRD and wait until the apiserver serves it."""
     kubectl("apply", "--server-side", "-f", str(CRD_FILE))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,12 @@ import yaml
 
 from tenfold_tools import testbed as tb
 from tenfold_tools.testbed import Kubectl, load_versions
-from tenfold_tools.testbed.health import wait_until
 from tenfold_tools.testbed.layout import Binaries
 from tests.cluster_fixtures import create_namespace
 from tests.integration.operator_support import (
-    OPERATOR_START_TIMEOUT,
     REPO_ROOT,
     OperatorProcess,
+    PeeringOperator,
     apply_manifest,
     condition_of,
     get_json,
@@ -444,30 +442,6 @@ def test_namespaced_operator_serves_its_namespace_and_ignores_others(
     gone = kubectl("get", "deployment", "minilm", "-n", namespaced.unlisted, check=False)
     assert gone.returncode != 0
     assert_never_denied(operator.log_text())
-
-
-class PeeringOperator(OperatorProcess):
-    """`tenfold run --peering=NAME`, as the chart runs more than one replica."""
-
-    def __init__(self, log_path: Path, env: dict[str, str], peering: str):
-        super().__init__(log_path, env)
-        self.peering = peering
-
-    def start(self) -> PeeringOperator:
-        """Start with peering instead of --standalone; wait for the liveness endpoint."""
-        liveness = f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz"
-        command = [sys.executable, "-m", "tenfold.cli", "run", f"--peering={self.peering}"]
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [*command, liveness],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._env,
-                start_new_session=True,
-            )
-        wait_until(self._alive, "the operator's liveness endpoint",
-                   timeout=OPERATOR_START_TIMEOUT, interval=0.3)  # fmt: skip
-        return self
 
 
 def test_replicated_operator_peers_with_only_the_charts_permissions(

@@ -102,6 +102,6 @@ def make_module_namespace(kubectl: Kubectl) -> Iterator:
         return name
 
     yield make
-    for name in created:
-        kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False,
+    if created:  # one request for all: their pods terminate side by side
+        kubectl("delete", "namespace", *created, "--wait=true", "--timeout=120s", check=False,
                 timeout=150)  # fmt: skip

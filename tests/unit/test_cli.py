@@ -63,3 +63,14 @@ def test_prepare_spec_names_bad_fields():
     result = run_cli("prepare-spec", "-f", str(EXAMPLES / "invalid-bf16-on-t4.yaml"))
     assert result.returncode == 1
     assert "spec.quantization.precision" in result.stderr
+
+
+def test_replicas_draw_distinct_priorities_unless_one_is_given():
+    from tenfold.controller.settings import peering_priority
+
+    # kopf pauses every operator of a peering when the highest priority is shared.
+    assert peering_priority(None, "tenfold", draw=lambda n: 41) == 42
+    drawn = {peering_priority(None, "tenfold") for _ in range(50)}
+    assert len(drawn) > 45 and min(drawn) >= 1
+    assert peering_priority(7, "tenfold") == 7
+    assert peering_priority(None, None) == 0  # standalone: no peers to rank against

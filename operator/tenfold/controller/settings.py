@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+import secrets
+from collections.abc import Callable, Collection
 
 import kopf
 
@@ -43,3 +44,33 @@ def scope(settings: kopf.OperatorSettings, namespaces: Collection[str]) -> None:
     kopf starts: its observers read it before any startup handler runs.
     """
     settings.scanning.disabled = bool(namespaces)
+
+
+# How long a replica's peering record stays valid without a keep-alive (kopf's default is
+# 60 s): the time a standby waits before it takes over from a replica that died.
+PEERING_LIFETIME_SECONDS = 15
+# Replicas draw their priority from this range when none is given (see peering_priority).
+PRIORITY_DRAW_RANGE = 1_000_000_000
+
+
+def peering_priority(
+    given: int | None,
+    peering: str | None,
+    draw: Callable[[int], int] = secrets.randbelow,
+) -> int:
+    """The kopf peering priority of this replica.
+
+    kopf runs only the highest-priority live operator of a peering, and when two share the
+    highest priority it pauses all of them ("leaving the cluster unserved"). The chart's
+    replicas run the same command, so without a priority of their own they would all
+    freeze: each replica draws one at start instead, and the highest live one acts.
+    """
+    if given is not None or peering is None:
+        return given or 0
+    return 1 + draw(PRIORITY_DRAW_RANGE)
+
+
+def peering(settings: kopf.OperatorSettings) -> None:
+    """Hand over within PEERING_LIFETIME_SECONDS of a replica's death (set before start:
+    kopf's keep-alive reads the lifetime when it begins)."""
+    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
