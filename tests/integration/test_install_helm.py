@@ -384,11 +384,11 @@ def namespaced(testbed: tb.Testbed, kubectl: Kubectl) -> Iterator[Namespaced]:
 # Every right the operator has in a served namespace: none of it anywhere else.
 NAMESPACED_RIGHTS = [
     ("patch", "deployments.apps"),
-    ("get", "deployments.apps"),
+    ("watch", "deployments.apps"),
     ("delete", "statefulsets.apps"),
     ("create", "configmaps"),
     ("create", "secrets"),
-    ("list", "pods"),
+    ("watch", "pods"),
     ("create", "events"),
     ("watch", "inferenceservices.serving.tenfold.dev"),
     ("patch", "inferenceservices.serving.tenfold.dev", "--subresource=scale"),

@@ -83,16 +83,16 @@ def _verbs(api_group: str, resource: str) -> set[str]:
         ("serving.tenfold.dev", "inferenceservices/status", {"patch"}),
         ("serving.tenfold.dev", "inferenceservices/finalizers", {"update"}),
         # Server-side apply (create and patch) and pruning (list, delete); the kinds a
-        # service needs are watched for drift (controller/drift.py); the Deployment alone is
-        # read, by name; nothing is updated.
-        ("apps", "deployments", {"get", "list", "watch", "create", "patch", "delete"}),
+        # service needs are watched for drift (controller/drift.py) and the status (the
+        # Deployment); nothing is read by name or updated.
+        ("apps", "deployments", {"list", "watch", "create", "patch", "delete"}),
         ("apps", "statefulsets", {"list", "watch", "create", "patch", "delete"}),
         ("", "services", {"list", "watch", "create", "patch", "delete"}),
         ("", "configmaps", {"list", "watch", "create", "patch", "delete"}),
         ("policy", "poddisruptionbudgets", {"list", "create", "patch", "delete"}),
         ("networking.k8s.io", "networkpolicies", {"list", "create", "patch", "delete"}),
         ("monitoring.coreos.com", "servicemonitors", {"list", "create", "patch", "delete"}),
-        ("", "pods", {"list"}),
+        ("", "pods", {"list", "watch"}),
         ("", "events", {"create"}),
         ("events.k8s.io", "events", set()),
     ],

@@ -83,11 +83,11 @@ a namespaced install (watchNamespaces) grants them per listed namespace with a R
 # The children of every InferenceService (controller/apply.py): a server-side apply that
 # creates needs create and patch, pruning lists by label and deletes. The kinds a service
 # cannot serve without are watched, so a child deleted or edited by hand is applied again
-# (controller/drift.py); the Deployment alone is read by name (controller/observe.py).
-# Nothing updates them.
+# (controller/drift.py), and the status reads the Deployment from that watch
+# (controller/observe.py). Nothing reads one by name or updates one.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: {{ toJson (append $watched "get") }}
+  verbs: {{ toJson $watched }}
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: {{ toJson $watched }}
@@ -108,10 +108,11 @@ a namespaced install (watchNamespaces) grants them per listed namespace with a R
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]
-# Pod readiness and the prepare step's accuracy report feed the status (one list by label).
+# Pod readiness and the prepare step's accuracy report feed the status, from a watch of the
+# serving pods (by label), not a request per service per tick.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 # kopf posts handler progress and errors as core/v1 events (create only).
 - apiGroups: [""]
   resources: [events]

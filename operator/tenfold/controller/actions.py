@@ -128,7 +128,13 @@ def repair_drift(
     return True
 
 
-async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: OperatorConfig) -> None:
+async def refresh_status(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    config: OperatorConfig,
+    deployments: Mapping[Any, Any],
+    pods: Mapping[Any, Any],
+) -> None:
     """Observe the children, let the autoscaler decide, write only what changed.
 
     One timer does both so that a single patch writes `conditions`: the autoscaler's
@@ -141,7 +147,7 @@ async def refresh_status(body: kopf.Body, patch: kopf.Patch, config: OperatorCon
         return  # the apply handler already reported it
     try:
         prices = await asyncio.to_thread(rc.cluster_prices, config)
-        observed = await asyncio.to_thread(rc.observed_status, service, previous)
+        observed = rc.observed_status(service, previous, deployments, pods)
     except ApiException as error:
         raise _retry_for(error) from error
 

@@ -16,6 +16,7 @@ from tenfold.controller.config import OperatorConfig
 from tenfold.controller.drift import WATCHED_CHILDREN
 from tenfold.controller.metrics import serve as serve_metrics
 from tenfold.controller.settings import configure
+from tenfold.plan.labels import APP_NAME, LABEL_NAME
 
 RESOURCE = (constants.API_GROUP, constants.API_VERSION, constants.PLURAL)
 CONFIG = OperatorConfig.from_env()
@@ -47,9 +48,27 @@ def on_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     interval=CONFIG.tick_seconds,
     backoff=UNEXPECTED_ERROR_BACKOFF,
 )
-async def on_tick(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Report what the children are doing, every tick."""
-    await actions.refresh_status(body, patch, CONFIG)
+async def on_tick(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    """Report what the children are doing, every tick (from the indexes below: no GET)."""
+    await actions.refresh_status(
+        body, patch, CONFIG, kwargs["deployments_by_service"], kwargs["pods_by_service"]
+    )
+
+
+@kopf.index(
+    "apps", "v1", "deployments",
+    id="deployments_by_service",
+    labels={constants.LABEL_MANAGED_BY: constants.MANAGED_BY},
+)  # fmt: skip
+def deployments_by_service(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict:
+    """The serving Deployment of each service (named after it), as the watch last saw it."""
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("", "v1", "pods", id="pods_by_service", labels={LABEL_NAME: APP_NAME})
+def pods_by_service(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+    """The serving pods of each service (by their instance label), as last seen."""
+    return {(namespace, labels.get(constants.LABEL_INSTANCE)): dict(body)}
 
 
 @kopf.index(*RESOURCE, id="services_by_name")

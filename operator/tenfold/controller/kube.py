@@ -29,11 +29,6 @@ def core() -> client.CoreV1Api:
     return client.CoreV1Api(api_client())
 
 
-def apps() -> client.AppsV1Api:
-    """The apps/v1 API."""
-    return client.AppsV1Api(api_client())
-
-
 def custom() -> client.CustomObjectsApi:
     """The custom objects API (InferenceServices and their scale subresource)."""
     return client.CustomObjectsApi(api_client())

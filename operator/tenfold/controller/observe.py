@@ -1,13 +1,14 @@
-"""Read what the cluster runs for one InferenceService (side effects only, no decisions)."""
+"""What the cluster runs for one InferenceService (reads only, no decisions)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from tenfold.controller.kube import api_client, apps, core
+from tenfold.controller.kube import core
 
 
 @dataclass(frozen=True)
@@ -18,20 +19,20 @@ class Observed:
     pods: list[dict[str, Any]]
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    return api_client().sanitize_for_serialization(obj)
+def observed(
+    name: str, namespace: str, deployments: Mapping[Any, Any], pods: Mapping[Any, Any]
+) -> Observed:
+    """The service's Deployment and pods, from the operator's watch-fed indexes
+    (handlers.py: deployments_by_service, pods_by_service), not from a GET per tick: an idle
+    service costs the apiserver no request at all.
 
-
-def observe(name: str, namespace: str, pod_selector: str) -> Observed:
-    """Fetch the Deployment named after the service and the pods its selector matches."""
-    try:
-        deployment = _as_dict(apps().read_namespaced_deployment(name, namespace))
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        return Observed(None, [])
-    pods = core().list_namespaced_pod(namespace, label_selector=pod_selector).items
-    return Observed(deployment, [_as_dict(p) for p in pods])
+    An index maps (namespace, service name) to a store of bodies; a service with no
+    Deployment yet has no entry.
+    """
+    key = (namespace, name)
+    found = list(deployments.get(key, ()))
+    deployment = dict(found[0]) if found else None
+    return Observed(deployment, [dict(pod) for pod in pods.get(key, ())] if deployment else [])
 
 
 def cluster_price_data(namespace: str, name: str) -> dict[str, str]:

@@ -133,13 +133,19 @@ def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, An
     }
 
 
-def observed_status(service: InferenceService, previous: Mapping[str, Any]) -> dict[str, Any]:
-    """Status fields computed from the running Deployment and pods.
+def observed_status(
+    service: InferenceService,
+    previous: Mapping[str, Any],
+    deployments: Mapping[Any, Any],
+    pods: Mapping[Any, Any],
+) -> dict[str, Any]:
+    """Status fields computed from the running Deployment and pods (the watch-fed indexes
+    `deployments` and `pods`, see observe.observed).
 
     The cost fields are the autoscaler's to write (autoscale.report, from api.cost), in the
     same status patch.
     """
-    seen = observe.observe(service.name, service.namespace, pod_selector(service.name))
+    seen = observe.observed(service.name, service.namespace, deployments, pods)
     desired = int(previous.get("desiredReplicas") or 0)
     before = previous.get("conditions") or []
     updates = conditions.with_refusal(
