@@ -53,6 +53,19 @@ def test_wrong_type_names_field_and_reason(minilm_manifest):
     assert "integer" in reason
 
 
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [(("runtime", "instancesPerReplica"), "12"), (("hardware", "spot"), "yes"),
+     (("batching", "maxBatchSize"), 8.0 + 0.5)],
+)  # fmt: skip
+def test_types_are_as_strict_as_the_apiservers(minilm_manifest, path, value):
+    # The apiserver refuses a number written as a string; a lax parse had accepted it (found
+    # by tests/integration/test_bad_input_volume.py).
+    section, field = path
+    minilm_manifest["spec"].setdefault(section, {})[field] = value
+    assert f"spec.{section}.{field}" in errors_of(minilm_manifest)
+
+
 def test_out_of_range_list_item_is_indexed(minilm_manifest):
     minilm_manifest["spec"]["batching"]["preferredBatchSizes"] = [8, 0]
     assert "spec.batching.preferredBatchSizes[1]" in errors_of(minilm_manifest)

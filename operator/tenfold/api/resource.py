@@ -6,6 +6,7 @@ so `tenfold validate`, the operator's Degraded condition and the apiserver tell 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,7 +80,14 @@ def spec_errors(error: ValidationError) -> list[FieldError]:
 def parse_spec(spec: Mapping[str, Any]) -> InferenceServiceSpec:
     """Validate a spec mapping, raising InvalidSpecError with field paths."""
     try:
-        return InferenceServiceSpec.model_validate(dict(spec))
+        text = json.dumps(dict(spec))
+    except (TypeError, ValueError) as error:
+        raise InvalidSpecError([FieldError("spec", f"is not JSON data: {error}")]) from None
+    try:
+        # Strict JSON validation types the fields as the apiserver's schema does: "12" is
+        # not an integer and "yes" not a boolean there, so here neither (a lax parse had
+        # accepted what the apiserver refuses). Enums still read from their strings.
+        return InferenceServiceSpec.model_validate_json(text, strict=True)
     except ValidationError as error:
         raise InvalidSpecError(spec_errors(error)) from None
 
