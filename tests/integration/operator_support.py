@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.client.rest import ApiException
 
+from tenfold import constants
 from tenfold_tools.testbed import Kubectl
 from tenfold_tools.testbed.health import wait_until
 from tenfold_tools.testbed.procs import free_port
@@ -206,3 +208,19 @@ def wait_ready(kubectl: Kubectl, namespace: str, name: str, timeout: float = 120
 def settle(seconds: float) -> None:
     """Give the operator ticks to (not) act, for tests that prove nothing happens."""
     time.sleep(seconds)
+
+
+def dry_run_refusal(api: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Create an InferenceService with a server-side dry run (schema, defaults, CEL run,
+    nothing is stored): the apiserver's 422 Status, or None when it accepts. `api` is a
+    kubernetes.client.CustomObjectsApi."""
+    try:
+        api.create_namespaced_custom_object(
+            constants.API_GROUP, constants.API_VERSION, namespace, constants.PLURAL, body,
+            dry_run="All",
+        )  # fmt: skip
+    except ApiException as error:
+        assert error.status == 422, error.body
+        status: dict[str, Any] = json.loads(error.body)
+        return status
+    return None

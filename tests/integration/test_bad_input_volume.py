@@ -9,19 +9,18 @@ Counts are printed (`-s`); docs/reliability.md quotes them.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
 from hypothesis import given, settings
 from kubernetes import client, dynamic
-from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from tenfold import constants
 from tenfold.api.catalog import load_catalog
 from tenfold.api.resource import InvalidSpecError, parse_inference_service
 from tenfold.plan import build_plan
+from tests.integration.operator_support import dry_run_refusal
 from tests.spec_generator import specs
 
 SPECS = 1000
@@ -39,15 +38,8 @@ def manifest(spec: dict[str, Any]) -> dict[str, Any]:
 
 def server_refusal(api: client.CustomObjectsApi, namespace: str, body: dict) -> str | None:
     """The apiserver's refusal of a create (dry run), None when it accepts."""
-    try:
-        api.create_namespaced_custom_object(
-            constants.API_GROUP, constants.API_VERSION, namespace, constants.PLURAL, body,
-            dry_run="All",
-        )  # fmt: skip
-    except ApiException as error:
-        assert error.status == 422, error.body
-        return str(json.loads(error.body)["message"])
-    return None
+    refusal = dry_run_refusal(api, namespace, body)
+    return str(refusal["message"]) if refusal else None
 
 
 def test_validate_and_the_apiserver_agree_on_generated_specs(

@@ -8,17 +8,16 @@ is stored.
 
 from __future__ import annotations
 
-import json
 from itertools import product
 from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from tenfold import constants
 from tenfold.api.enums import Backend, ModelFormat, Precision, Task
 from tenfold.api.serving import SERVING
+from tests.integration.operator_support import dry_run_refusal
 from tests.serving_oracle import (
     FITTING,
     PRECISION_MATRIX,
@@ -53,16 +52,9 @@ def dry_run_spec(
         "metadata": {"name": name.lower()[:63].rstrip("-")},
         "spec": spec,
     }
-    try:
-        api.create_namespaced_custom_object(
-            constants.API_GROUP, constants.API_VERSION, namespace, constants.PLURAL, body,
-            dry_run="All",
-        )  # fmt: skip
-    except ApiException as error:
-        assert error.status == 422, error.body
-        causes = json.loads(error.body)["details"]["causes"]
-        return {cause["field"]: cause["message"] for cause in causes}
-    return {}
+    refusal = dry_run_refusal(api, namespace, body)
+    causes = refusal["details"]["causes"] if refusal else []
+    return {cause["field"]: cause["message"] for cause in causes}
 
 
 # Every task × format × backend, with a guard metric that fits the task, on a GPU type; then
