@@ -16,6 +16,9 @@ SERVED = {
     for task in ("embedding", "classification")
     for backend in ("python", "pytorch", "onnxruntime")
 } | {("reranking", "huggingface", "python")}
+# A user's ONNX file: on the Python backend, for every task but generation, on cpu only.
+SERVED |= {(task, "onnx", "python") for task in ("embedding", "classification", "reranking")}
+CPU_ONLY_FORMATS = {"onnx"}
 FITTING = {
     "embedding": {"cosine"},
     "classification": {"top1Agreement", "logitMSE"},
@@ -46,12 +49,14 @@ def expected_fields(task: str, fmt: str, backend: str, metric: str, gpu: str) ->
     fields = set()
     if task == "generation":
         fields.add("spec.model.task")
-    if fmt != "huggingface":
+    if fmt not in ("huggingface", "onnx"):
         fields.add("spec.model.format")
     if backend in GPU_ONLY:
         fields.add("spec.runtime.backend")
     if not fields and (task, fmt, backend) not in SERVED:
         fields.add("spec.runtime.backend")  # each is served, but not together
+    if fmt in CPU_ONLY_FORMATS and gpu != "cpu":
+        fields.add("spec.model.format")
     if metric and task in FITTING and metric not in FITTING[task]:
         fields.add("spec.quantization.guard.metric")
     return fields

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def vocabulary() -> list[str]:
     """WORDS plus every word and mark of the runtime's built-in calibration sets, so that the
     guard's inputs tokenize to distinct ids rather than to [UNK]."""
     from tenfold.api.enums import Task
-    from tenfold_runtime.prepare import builtin_calibration
+    from tenfold_runtime.calibration import builtin_calibration
 
     found = dict.fromkeys(WORDS)
     for task in (Task.EMBEDDING, Task.CLASSIFICATION, Task.RERANKING):
@@ -96,12 +97,13 @@ def operator_prepare_spec(
     *,
     task: str = "embedding",
     quantization: dict[str, Any] | None = None,
+    format: str = "huggingface",
 ) -> PrepareSpec:
     """The prepare spec the operator writes for `task` model `name` from `source` on `backend`;
     by default at fp32 with a short calibration (the width, not the guard, is under test)."""
     spec = InferenceServiceSpec.model_validate(
         {
-            "model": {"name": name, "source": str(source), "task": task},
+            "model": {"name": name, "source": str(source), "task": task, "format": format},
             "runtime": {"backend": backend},
             "quantization": quantization
             or {"precision": "fp32", "guard": {"calibrationSamples": 8, "fallback": []}},
@@ -138,3 +140,48 @@ def metadata_outputs(http: Any, grpc: Any, model: str) -> list[tuple[str, str, l
         (o.name, o.datatype, list(o.shape)) for o in grpc.get_model_metadata(model).outputs
     ]
     return over_http + over_grpc
+
+
+# How a user's ONNX file names its tensors (Hugging Face Optimum's and torch.onnx's usual names).
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def export_user_onnx(source: Path, folder: Path, task: str = "embedding") -> Path:
+    """The model saved in `source` as a user brings it in `format: onnx`: `onnx/model.onnx`
+    (inputs input_ids, attention_mask, token_type_ids; out the token states of an encoder, or a
+    classifier's logits) and the tokenizer's files in `folder`, no transformers weights."""
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    model_class = AutoModel if task == "embedding" else AutoModelForSequenceClassification
+    model = model_class.from_pretrained(source).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.save_pretrained(folder)
+
+    class Graph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            named = dict(zip(ONNX_INPUTS, tensors, strict=True))
+            return self.model(**named, return_dict=False)[0]
+
+    texts = ["an example", "a longer example to export"]
+    example = tokenizer(texts, padding=True, return_tensors="pt")
+    output = "last_hidden_state" if task == "embedding" else "logits"
+    dynamic = {0: "batch", 1: "sequence"}
+    path = folder / "onnx" / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's and the legacy exporter's, not the test's
+        torch.onnx.export(
+            Graph(),
+            tuple(example[name] for name in ONNX_INPUTS),
+            str(path),
+            input_names=list(ONNX_INPUTS),
+            output_names=[output],
+            dynamic_axes={**dict.fromkeys(ONNX_INPUTS, dynamic), output: {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return folder

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from tenfold.api.enums import Precision, Task
 from tenfold_runtime import examples
+from tenfold_runtime.calibration import builtin_calibration
 from tenfold_runtime.local import TritonHandle, start_triton
-from tenfold_runtime.prepare import builtin_calibration, prepare
+from tenfold_runtime.prepare import prepare
 
 log = logging.getLogger(__name__)
 

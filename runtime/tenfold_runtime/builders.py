@@ -25,6 +25,8 @@ from tenfold_runtime.guard import Decision
 # The input every generated model.py reads (the task's text; batch dimension implicit).
 TEXT_INPUT = TASK_IO[Task.EMBEDDING].inputs[0].name
 ARTEFACT_FILE = "model.pt"
+# A user's ONNX file in the Python backend's version folder (format onnx).
+ONNX_FILE = "model.onnx"
 TOKENIZER_DIR = "tokenizer"
 # Extra site directories for the stub's isolated interpreter (set by the local runner only).
 SITE_DIRS_ENV = "TENFOLD_SITE_DIRS"
@@ -92,20 +94,50 @@ def render_model_py(
     runtime_version: str,
 ) -> str:
     """The Python-backend model.py for a model of `task` prepared by this runtime."""
-    if task not in PYTHON_TASKS:
-        raise ValueError(f"the Python backend template serves {PYTHON_TASKS}, not {task}")
     return _render(
         "model.py.j2",
-        model_name=model_name,
-        task=str(task),
-        precision=str(precision),
-        max_length=max_length,
+        **_python_model(model_name, task, precision, max_length, runtime_version),
         device=device,
-        runtime_version=runtime_version,
-        output_name=output_name(task),
-        input_names=[tensor.name for tensor in TASK_IO[task].inputs],
         artefact=ARTEFACT_FILE,
     )
+
+
+def render_onnx_model_py(
+    *,
+    model_name: str,
+    task: Task,
+    precision: str,
+    max_length: int,
+    graph_inputs: Sequence[str],
+    pooling: str,
+    runtime_version: str,
+) -> str:
+    """The Python-backend model.py that runs a user's ONNX file (ONNX_FILE) with onnxruntime."""
+    return _render(
+        "onnx_model.py.j2",
+        **_python_model(model_name, task, precision, max_length, runtime_version),
+        device="cpu",
+        artefact=ONNX_FILE,
+        graph_inputs=list(graph_inputs),
+        pooling=pooling,
+    )
+
+
+def _python_model(
+    model_name: str, task: Task, precision: str, max_length: int, runtime_version: str
+) -> dict[str, object]:
+    """The variables every Python-backend model.py of `task` takes."""
+    if task not in PYTHON_TASKS:
+        raise ValueError(f"the Python backend template serves {PYTHON_TASKS}, not {task}")
+    return {
+        "model_name": model_name,
+        "task": str(task),
+        "precision": str(precision),
+        "max_length": max_length,
+        "runtime_version": runtime_version,
+        "output_name": output_name(task),
+        "input_names": [tensor.name for tensor in TASK_IO[task].inputs],
+    }
 
 
 # The tasks model.py.j2 serves: an embedding is pooled, a classifier answers its logits, a

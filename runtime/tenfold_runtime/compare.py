@@ -20,9 +20,9 @@ import numpy as np
 
 from tenfold.api.enums import Backend, Precision, Task
 from tenfold_runtime import export, quantize
+from tenfold_runtime.calibration import builtin_calibration
 from tenfold_runtime.examples import MINILM_SOURCE
 from tenfold_runtime.modeling import embed, load_encoder
-from tenfold_runtime.prepare import builtin_calibration
 from tenfold_runtime.sources import fetch_source
 
 # Embeds a list of texts, returns [n, hidden].

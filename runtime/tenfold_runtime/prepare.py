@@ -22,10 +22,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,7 @@ from google.protobuf import text_format
 from torch import nn
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tenfold.api.enums import Backend, GuardMetric, Precision, Task
+from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
 from tenfold.api.prepare import (
     EXPORTED_BACKENDS,
     SEQUENCE_BUCKETS_PARAMETER,
@@ -45,77 +43,25 @@ from tenfold.api.prepare import (
 from tenfold.api.serving import SERVING
 from tenfold.constants import PREPARE_MANIFEST_FILE
 from tenfold_runtime import builders, export, guard, quantize
-from tenfold_runtime.modeling import LoadedModel, load_model, split_pair
+from tenfold_runtime.calibration import calibration_inputs, query_group
+from tenfold_runtime.errors import GuardRejectedError, PrepareError
+from tenfold_runtime.modeling import LoadedModel, load_model
+from tenfold_runtime.prepare_onnx import prepare_onnx_file
+from tenfold_runtime.repository import (
+    VERSION_DIR,
+    now,
+    runtime_version,
+    served_config,
+    write_model_folder,
+)
 from tenfold_runtime.sources import digest_weights, fetch_source, file_digest
 
 log = logging.getLogger(__name__)
 
-VERSION_DIR = "1"
 # Beyond this share of fp32 layers, "mixed" no longer saves enough to be worth serving.
 MAX_KEPT_SHARE = 0.5
 # Inputs used to rank layer sensitivity (one forward pass per Linear layer).
 SENSITIVITY_SAMPLES = 16
-
-
-class PrepareError(RuntimeError):
-    """prepare cannot produce a model that honours the spec."""
-
-
-class GuardRejectedError(PrepareError):
-    """No precision on the ladder passed the accuracy guard."""
-
-    def __init__(self, decision: guard.Decision) -> None:
-        lines = [f"{a.precision}: {a.reason}" for a in decision.attempts]
-        super().__init__("accuracy guard rejected every precision: " + "; ".join(lines))
-        self.decision = decision
-
-
-def runtime_version() -> str:
-    """The installed tenfold distribution's version."""
-    try:
-        return metadata.version("tenfold")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-def builtin_calibration(task: Task) -> list[str]:
-    """The calibration inputs shipped with the runtime for `task` (one file per task)."""
-    text = resources.files("tenfold_runtime").joinpath(f"data/calibration_{task}.txt")
-    if not text.is_file():
-        raise PrepareError(f"no built-in calibration set for task {task}; set calibrationInputs")
-    return [line for line in text.read_text().splitlines() if line.strip()]
-
-
-def calibration_inputs(spec: PrepareSpec) -> list[str]:
-    """The spec's inputs (or the built-in set), cut to calibration_samples (a reranker's: to
-    whole queries, every query with as many documents)."""
-    inputs = list(spec.guard.calibration_inputs) or builtin_calibration(spec.task)
-    group = query_group(inputs) if spec.task is Task.RERANKING else 1
-    return inputs[: max(group, spec.guard.calibration_samples // group * group)]
-
-
-def query_group(pairs: Sequence[str]) -> int:
-    """How many documents each query has in a reranker's calibration pairs (query<TAB>doc,
-    one query's documents together): the rank agreement compares each query's order."""
-    sizes: dict[str, int] = {}
-    order: list[str] = []
-    for pair in pairs:
-        try:
-            query = split_pair(pair)[0]
-        except ValueError as error:
-            raise PrepareError(f"reranking calibration inputs: {error}") from None
-        if query not in sizes:
-            order.append(query)
-        elif order[-1] != query:
-            raise PrepareError(f"reranking calibration inputs: the pairs of {query!r} are apart")
-        sizes[query] = sizes.get(query, 0) + 1
-    counts = set(sizes.values())
-    if len(counts) != 1 or min(counts) < 2:
-        raise PrepareError(
-            "reranking calibration inputs need the same number (at least 2) of documents for "
-            f"every query; found {sorted(counts)}"
-        )
-    return counts.pop()
 
 
 @dataclass(frozen=True)
@@ -358,40 +304,6 @@ def existing_manifest(model_dir: Path, spec: PrepareSpec) -> dict[str, object] |
     return None
 
 
-def write_model_folder(
-    repository: Path,
-    name: str,
-    config_text: str,
-    fill_version: Callable[[Path], None],
-    manifest: dict[str, object] | None = None,
-) -> Path:
-    """Write model folder `name` next to the final one, then swap it in (never half-written).
-
-    `fill_version` writes the version folder's files; if it raises, nothing is swapped in.
-    """
-    final = repository / name
-    staging = repository / f".{name}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    version_dir = staging / VERSION_DIR
-    version_dir.mkdir(parents=True)
-    try:
-        (staging / "config.pbtxt").write_text(config_text)
-        fill_version(version_dir)
-        if manifest is not None:
-            (staging / PREPARE_MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
-
-
-def served_config(config_text: str, loaded: LoadedModel) -> str:
-    """A config.pbtxt from the operator with the loaded model's own output width."""
-    dims = builders.output_dims(loaded.task, loaded.output_width)
-    return builders.with_output_dims(config_text, dims)
-
-
 def write_python_model(
     repository: Path,
     spec: PrepareSpec,
@@ -409,7 +321,7 @@ def write_python_model(
         torch.save(module, version_dir / builders.ARTEFACT_FILE)
         loaded.tokenizer.save_pretrained(version_dir / builders.TOKENIZER_DIR)  # type: ignore[attr-defined]
 
-    config_text = served_config(spec.config_pbtxt, loaded)
+    config_text = served_config(spec.config_pbtxt, loaded.task, loaded.output_width)
     return write_model_folder(repository, spec.model_name, config_text, fill, manifest)
 
 
@@ -461,7 +373,8 @@ def write_exported_steps(
         loaded.tokenizer.save_pretrained(version_dir / builders.TOKENIZER_DIR)  # type: ignore[attr-defined]
 
     digest = file_digest(artefact)
-    encoder_config = served_config(step_config(spec, encoder_name), loaded)
+    width = loaded.output_width
+    encoder_config = served_config(step_config(spec, encoder_name), loaded.task, width)
     encoder = write_model_folder(repository, encoder_name, encoder_config, fill_encoder)
     write_model_folder(repository, tokenizer_name, tokenizer_config, fill_tokenizer)
     return {
@@ -471,11 +384,6 @@ def write_exported_steps(
         "steps": [tokenizer_name, encoder_name],
         "sequence_buckets": list(target.buckets),
     }
-
-
-def now() -> str:
-    """UTC timestamp in ISO 8601, seconds precision."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def prepare(
@@ -502,6 +410,8 @@ def prepare(
     log.info("prepare: fetching %s", spec.source)
     model_dir = fetch_source(spec.source, cache_dir)
     source_digest = digest_weights(model_dir)
+    if spec.format is ModelFormat.ONNX:
+        return prepare_onnx_file(spec, repository, model_dir, source_digest, started_at)
     log.info("prepare: loading %s (%s)", model_dir, source_digest)
     try:
         loaded = load_model(model_dir, spec.task, spec.device)
@@ -553,7 +463,7 @@ def write_model(
     )
     if spec.backend in EXPORTED_BACKENDS:
         # The ensemble itself has no files, only the empty version folder Triton expects.
-        config_text = served_config(spec.config_pbtxt, loaded)
+        config_text = served_config(spec.config_pbtxt, loaded.task, loaded.output_width)
         final = write_model_folder(
             repository, spec.model_name, config_text, lambda _: None, manifest
         )

@@ -18,10 +18,11 @@ import torch
 
 from tenfold.api.enums import Task
 from tenfold_runtime import builders
+from tenfold_runtime.calibration import builtin_calibration
 from tenfold_runtime.clients import embed_grpc, embed_http
 from tenfold_runtime.local import container_command, start_triton
 from tenfold_runtime.modeling import load_model
-from tenfold_runtime.prepare import builtin_calibration, prepare
+from tenfold_runtime.prepare import prepare
 from tests.small_models import metadata_outputs, operator_prepare_spec, save_small_classifier
 
 pytestmark = pytest.mark.e2e

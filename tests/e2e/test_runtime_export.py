@@ -20,9 +20,10 @@ from tenfold.api.spec import InferenceServiceSpec
 from tenfold.constants import PREPARE_MANIFEST_FILE
 from tenfold.plan.prepare_spec import build_prepare_spec
 from tenfold_runtime import export
+from tenfold_runtime.calibration import builtin_calibration
 from tenfold_runtime.local import TritonError, start_triton
 from tenfold_runtime.modeling import embed, load_encoder
-from tenfold_runtime.prepare import builtin_calibration, prepare
+from tenfold_runtime.prepare import prepare
 from tenfold_runtime.sources import file_digest, package_model_dir
 
 from .conftest import (

@@ -11,8 +11,8 @@ import pytest
 
 from tenfold.api.enums import Task
 from tenfold.constants import PREPARE_MANIFEST_FILE
+from tenfold_runtime.calibration import builtin_calibration
 from tenfold_runtime.modeling import embed, load_encoder
-from tenfold_runtime.prepare import builtin_calibration
 from tenfold_runtime.sources import package_model_dir
 
 from .conftest import (

@@ -19,8 +19,9 @@ import torch
 from tenfold.api.enums import GuardMetric, Precision, Task
 from tenfold.api.prepare import PrepareSpec, encoder_model_name
 from tenfold_runtime import builders, export, guard
+from tenfold_runtime.calibration import builtin_calibration, query_group
 from tenfold_runtime.modeling import load_model
-from tenfold_runtime.prepare import PrepareError, builtin_calibration, prepare, query_group
+from tenfold_runtime.prepare import PrepareError, prepare
 from tests.small_models import (
     operator_prepare_spec,
     save_small_classifier,

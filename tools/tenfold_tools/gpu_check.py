@@ -77,7 +77,7 @@ def used_token_ids(model_dir: Path) -> list[int]:
     from transformers import AutoTokenizer
 
     from tenfold.api.enums import Task
-    from tenfold_runtime.prepare import builtin_calibration
+    from tenfold_runtime.calibration import builtin_calibration
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids: set[int] = set(tokenizer.all_special_ids)
@@ -197,9 +197,9 @@ def device_facts() -> dict[str, object]:
 def parity(model_dir: Path) -> dict[str, float]:
     """fp32 on CUDA against fp32 on the CPU over the calibration texts: the floor of noise."""
     from tenfold.api.enums import Task
+    from tenfold_runtime.calibration import builtin_calibration
     from tenfold_runtime.guard import cosine_scores
     from tenfold_runtime.modeling import embed, load_encoder
-    from tenfold_runtime.prepare import builtin_calibration
 
     texts = builtin_calibration(Task.EMBEDDING)
     cpu, gpu = load_encoder(model_dir, "cpu"), load_encoder(model_dir, "cuda")
@@ -218,8 +218,8 @@ def throughput(model_dir: Path, batch: int = 1024, repeats: int = 20) -> dict[st
     import torch
 
     from tenfold.api.enums import Task
+    from tenfold_runtime.calibration import builtin_calibration
     from tenfold_runtime.modeling import load_encoder
-    from tenfold_runtime.prepare import builtin_calibration
 
     loaded = load_encoder(model_dir, "cuda")
     texts = (builtin_calibration(Task.EMBEDDING) * batch)[:batch]

@@ -108,6 +108,10 @@ def render_serving_table(table: ServingTable) -> list[str]:
     lines += [f"- {task}: {' or '.join(metrics)}" for task, metrics in table.guard_metrics.items()]
     lines += ["", f"On `gpuType: cpu`: {table.gpu_message()} (`spec.runtime.backend`)."]
     lines += [
+        f"On a GPU type: {table.cpu_message(f)} (`spec.model.format`)."
+        for f in table.cpu_only_formats
+    ]
+    lines += [
         "",
         "Precisions served on no GPU (`spec.quantization.precision` and every entry of "
         "`spec.quantization.guard.fallback`); the GPU catalog says which of the rest each "

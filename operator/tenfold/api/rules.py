@@ -31,6 +31,7 @@ from tenfold.api.serving import (
     BACKEND_FIELD,
     DIMENSIONS,
     FALLBACK_FIELD,
+    FORMAT_FIELD,
     METRIC_FIELD,
     PRECISION_FIELD,
     SERVING,
@@ -262,6 +263,17 @@ def serving_rules(table: ServingTable) -> tuple[Rule, ...]:
             table.gpu_message(),
             f"!({backend} in {_cel_list(gpu_only)} && self.hardware.gpuType == 'cpu')",
             None,
+        )
+    )
+    cpu_only = {str(f): table.cpu_message(f) for f in table.cpu_only_formats}
+    rules.append(
+        _refusal_rule(
+            table,
+            "format-needs-cpu",
+            FORMAT_FIELD,
+            "; ".join(cpu_only.values()),
+            f"!({model}.format in {_cel_list(list(cpu_only))} && self.hardware.gpuType != 'cpu')",
+            f"{_cel_map(cpu_only)}[{model}.format]",
         )
     )
     return tuple(rules)

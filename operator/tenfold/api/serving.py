@@ -12,7 +12,7 @@ SERVED (and one reason fewer in NOT_SERVED); the rules, the CRD and the docs fol
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
@@ -81,6 +81,8 @@ class ServingTable:
     # Precisions tenfold serves on no device, and why. What each GPU's hardware runs is the
     # catalog's (gpu_catalog.yaml); the precision rules admit a precision only when both allow it.
     precisions_not_served: Mapping[Precision, str]
+    # Formats served only on CPU nodes, and why.
+    cpu_only_formats: Mapping[ModelFormat, str] = field(default_factory=dict)
 
     def served_values(self, dimension: Dimension) -> list[str]:
         """The values of `dimension` that some served path uses, in enum order."""
@@ -157,6 +159,9 @@ class ServingTable:
             found.append(Refusal("metric-fits-task", METRIC_FIELD, reason))
         if backend in self.gpu_only and not gpu:
             found.append(Refusal("backend-needs-gpu", BACKEND_FIELD, self.gpu_message()))
+        if format in self.cpu_only_formats and gpu:
+            reason = self.cpu_message(format)
+            found.append(Refusal("format-needs-cpu", FORMAT_FIELD, reason))
         return found
 
     def metric_fits(self, task: Task, metric: GuardMetric | None) -> bool:
@@ -185,6 +190,10 @@ class ServingTable:
     def gpu_message(self) -> str:
         """Why a GPU-only backend is refused on cpu."""
         return f"the {' and '.join(sorted(self.gpu_only))} backends need a GPU; gpuType is cpu"
+
+    def cpu_message(self, format: ModelFormat) -> str:
+        """Why `format` is refused on a GPU type."""
+        return f"format {format} is served on gpuType cpu only: {self.cpu_only_formats[format]}"
 
     def check_complete(self) -> list[str]:
         """Values neither served nor given a reason, or both: the table's own consistency."""
@@ -248,6 +257,16 @@ SERVING = ServingTable(
             Backend.PYTHON,
             "the guarded cross-encoder in a generated model.py, a score per query-document pair",
         ),
+        *(
+            ServedPath(
+                task,
+                ModelFormat.ONNX,
+                Backend.PYTHON,
+                "the user's ONNX file as given (or at onnxruntime's guarded int8), run by "
+                "onnxruntime in a generated model.py behind the tokenizer shipped with it",
+            )
+            for task in (Task.EMBEDDING, Task.CLASSIFICATION, Task.RERANKING)
+        ),
     ),
     not_served={
         "task": {
@@ -257,10 +276,6 @@ SERVING = ServingTable(
             ),
         },
         "format": {
-            ModelFormat.ONNX: (
-                "a user's ONNX file is not served as given yet; with format huggingface and "
-                "backend onnxruntime tenfold exports and guards the ONNX itself"
-            ),
             ModelFormat.TORCHSCRIPT: (
                 "a user's TorchScript file is not served as given yet; with format huggingface and "
                 "backend pytorch tenfold exports and guards the TorchScript itself"
@@ -302,6 +317,13 @@ SERVING = ServingTable(
         Precision.INT4: (
             "on an H200 torchao's int4 weight-only kernel failed to load (ImportError: Requires "
             "mslk >= 1.0.0), and the runtime image installs no torchao; use int8 or mixed"
+        ),
+    },
+    cpu_only_formats={
+        ModelFormat.ONNX: (
+            "a user's ONNX file runs on the CPU build of onnxruntime inside the Python backend; "
+            "on a GPU, use format huggingface with backend onnxruntime, which tenfold exports "
+            "and guards itself"
         ),
     },
 )
