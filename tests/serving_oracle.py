@@ -16,9 +16,14 @@ SERVED = {
     for task in ("embedding", "classification")
     for backend in ("python", "pytorch", "onnxruntime")
 } | {("reranking", "huggingface", "python")}
-# A user's ONNX file: on the Python backend, for every task but generation, on cpu only.
-SERVED |= {(task, "onnx", "python") for task in ("embedding", "classification", "reranking")}
-CPU_ONLY_FORMATS = {"onnx"}
+# A user's ONNX or TorchScript file: on the Python backend, for every task but generation,
+# on cpu only.
+CPU_ONLY_FORMATS = {"onnx", "torchscript"}
+SERVED |= {
+    (task, fmt, "python")
+    for task in ("embedding", "classification", "reranking")
+    for fmt in CPU_ONLY_FORMATS
+}
 FITTING = {
     "embedding": {"cosine"},
     "classification": {"top1Agreement", "logitMSE"},
@@ -49,7 +54,7 @@ def expected_fields(task: str, fmt: str, backend: str, metric: str, gpu: str) ->
     fields = set()
     if task == "generation":
         fields.add("spec.model.task")
-    if fmt not in ("huggingface", "onnx"):
+    if fmt not in ("huggingface", *CPU_ONLY_FORMATS):
         fields.add("spec.model.format")
     if backend in GPU_ONLY:
         fields.add("spec.runtime.backend")

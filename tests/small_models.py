@@ -146,10 +146,9 @@ def metadata_outputs(http: Any, grpc: Any, model: str) -> list[tuple[str, str, l
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def export_user_onnx(source: Path, folder: Path, task: str = "embedding") -> Path:
-    """The model saved in `source` as a user brings it in `format: onnx`: `onnx/model.onnx`
-    (inputs input_ids, attention_mask, token_type_ids; out the token states of an encoder, or a
-    classifier's logits) and the tokenizer's files in `folder`, no transformers weights."""
+def _user_folder(source: Path, folder: Path, task: str) -> tuple[torch.nn.Module, Any, Any]:
+    """The model of `source` for `task` as a traceable module of (input_ids, attention_mask,
+    token_type_ids), the tokenizer saved in `folder`, and a tokenized example batch."""
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     model_class = AutoModel if task == "embedding" else AutoModelForSequenceClassification
@@ -162,12 +161,28 @@ def export_user_onnx(source: Path, folder: Path, task: str = "embedding") -> Pat
             super().__init__()
             self.model = model
 
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            named = dict(zip(ONNX_INPUTS, tensors, strict=True))
-            return self.model(**named, return_dict=False)[0]
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+        ) -> torch.Tensor:
+            return self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                return_dict=False,
+            )[0]
 
     texts = ["an example", "a longer example to export"]
-    example = tokenizer(texts, padding=True, return_tensors="pt")
+    return Graph().eval(), tokenizer, tokenizer(texts, padding=True, return_tensors="pt")
+
+
+def export_user_onnx(source: Path, folder: Path, task: str = "embedding") -> Path:
+    """The model saved in `source` as a user brings it in `format: onnx`: `onnx/model.onnx`
+    (inputs input_ids, attention_mask, token_type_ids; out the token states of an encoder, or a
+    classifier's logits) and the tokenizer's files in `folder`, no transformers weights."""
+    graph, _, example = _user_folder(source, folder, task)
     output = "last_hidden_state" if task == "embedding" else "logits"
     dynamic = {0: "batch", 1: "sequence"}
     path = folder / "onnx" / "model.onnx"
@@ -175,7 +190,7 @@ def export_user_onnx(source: Path, folder: Path, task: str = "embedding") -> Pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's and the legacy exporter's, not the test's
         torch.onnx.export(
-            Graph(),
+            graph,
             tuple(example[name] for name in ONNX_INPUTS),
             str(path),
             input_names=list(ONNX_INPUTS),
@@ -184,4 +199,16 @@ def export_user_onnx(source: Path, folder: Path, task: str = "embedding") -> Pat
             opset_version=17,
             dynamo=False,
         )
+    return folder
+
+
+def export_user_torchscript(source: Path, folder: Path, task: str = "embedding") -> Path:
+    """The model saved in `source` as a user brings it in `format: torchscript`: `model.pt`
+    traced with torch.jit.trace (forward(input_ids, attention_mask, token_type_ids), the token
+    states of an encoder or a classifier's logits) and the tokenizer's files in `folder`."""
+    graph, _, example = _user_folder(source, folder, task)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's, not the test's
+        traced = torch.jit.trace(graph, tuple(example[n] for n in ONNX_INPUTS), strict=False)
+        torch.jit.save(traced, str(folder / "model.pt"))
     return folder

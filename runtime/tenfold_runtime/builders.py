@@ -11,7 +11,7 @@ import jinja2
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tenfold.api.enums import Backend, Precision, Task
+from tenfold.api.enums import Backend, ModelFormat, Precision, Task
 from tenfold.api.prepare import (
     SEQUENCE_BUCKETS_PARAMETER,
     TOKEN_IDS,
@@ -25,8 +25,8 @@ from tenfold_runtime.guard import Decision
 # The input every generated model.py reads (the task's text; batch dimension implicit).
 TEXT_INPUT = TASK_IO[Task.EMBEDDING].inputs[0].name
 ARTEFACT_FILE = "model.pt"
-# A user's ONNX file in the Python backend's version folder (format onnx).
-ONNX_FILE = "model.onnx"
+# A user's own file in the Python backend's version folder, by its format.
+USER_FILES = {ModelFormat.ONNX: "model.onnx", ModelFormat.TORCHSCRIPT: "model.pt"}
 TOKENIZER_DIR = "tokenizer"
 # Extra site directories for the stub's isolated interpreter (set by the local runner only).
 SITE_DIRS_ENV = "TENFOLD_SITE_DIRS"
@@ -102,22 +102,25 @@ def render_model_py(
     )
 
 
-def render_onnx_model_py(
+def render_user_model_py(
     *,
     model_name: str,
     task: Task,
     precision: str,
     max_length: int,
+    file_format: ModelFormat,
     graph_inputs: Sequence[str],
     pooling: str,
     runtime_version: str,
 ) -> str:
-    """The Python-backend model.py that runs a user's ONNX file (ONNX_FILE) with onnxruntime."""
+    """The Python-backend model.py that runs a user's ONNX (onnxruntime) or TorchScript
+    (torch.jit) file, saved in the version folder as USER_FILES[file_format]."""
     return _render(
-        "onnx_model.py.j2",
+        "user_model.py.j2",
         **_python_model(model_name, task, precision, max_length, runtime_version),
         device="cpu",
-        artefact=ONNX_FILE,
+        artefact=USER_FILES[file_format],
+        file_format=str(file_format),
         graph_inputs=list(graph_inputs),
         pooling=pooling,
     )

@@ -32,7 +32,7 @@ from google.protobuf import text_format
 from torch import nn
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
+from tenfold.api.enums import Backend, GuardMetric, Precision, Task
 from tenfold.api.prepare import (
     EXPORTED_BACKENDS,
     SEQUENCE_BUCKETS_PARAMETER,
@@ -46,7 +46,7 @@ from tenfold_runtime import builders, export, guard, quantize
 from tenfold_runtime.calibration import calibration_inputs, query_group
 from tenfold_runtime.errors import GuardRejectedError, PrepareError
 from tenfold_runtime.modeling import LoadedModel, load_model
-from tenfold_runtime.prepare_onnx import prepare_onnx_file
+from tenfold_runtime.prepare_user_file import prepare_user_file
 from tenfold_runtime.repository import (
     VERSION_DIR,
     now,
@@ -55,6 +55,7 @@ from tenfold_runtime.repository import (
     write_model_folder,
 )
 from tenfold_runtime.sources import digest_weights, fetch_source, file_digest
+from tenfold_runtime.user_file import USER_FILE_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -410,8 +411,8 @@ def prepare(
     log.info("prepare: fetching %s", spec.source)
     model_dir = fetch_source(spec.source, cache_dir)
     source_digest = digest_weights(model_dir)
-    if spec.format is ModelFormat.ONNX:
-        return prepare_onnx_file(spec, repository, model_dir, source_digest, started_at)
+    if spec.format in USER_FILE_FORMATS:
+        return prepare_user_file(spec, repository, model_dir, source_digest, started_at)
     log.info("prepare: loading %s (%s)", model_dir, source_digest)
     try:
         loaded = load_model(model_dir, spec.task, spec.device)

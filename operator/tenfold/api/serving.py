@@ -267,6 +267,16 @@ SERVING = ServingTable(
             )
             for task in (Task.EMBEDDING, Task.CLASSIFICATION, Task.RERANKING)
         ),
+        *(
+            ServedPath(
+                task,
+                ModelFormat.TORCHSCRIPT,
+                Backend.PYTHON,
+                "the user's TorchScript file as given, run by torch.jit in a generated model.py "
+                "behind the tokenizer shipped with it",
+            )
+            for task in (Task.EMBEDDING, Task.CLASSIFICATION, Task.RERANKING)
+        ),
     ),
     not_served={
         "task": {
@@ -276,10 +286,6 @@ SERVING = ServingTable(
             ),
         },
         "format": {
-            ModelFormat.TORCHSCRIPT: (
-                "a user's TorchScript file is not served as given yet; with format huggingface and "
-                "backend pytorch tenfold exports and guards the TorchScript itself"
-            ),
             ModelFormat.PYTHON: (
                 "a user's own model.py is not loaded; with format huggingface tenfold generates "
                 "the model.py itself"
@@ -324,6 +330,11 @@ SERVING = ServingTable(
             "a user's ONNX file runs on the CPU build of onnxruntime inside the Python backend; "
             "on a GPU, use format huggingface with backend onnxruntime, which tenfold exports "
             "and guards itself"
+        ),
+        ModelFormat.TORCHSCRIPT: (
+            "a user's TorchScript file runs on the CPU inside the Python backend (a traced file "
+            "may hold the device it was traced on); on a GPU, use format huggingface with "
+            "backend pytorch, which tenfold exports and guards itself"
         ),
     },
 )
