@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from tenfold.autoscale.report import keep_stamp
 from tenfold.controller import actions, conditions
-from tenfold.controller.drift import SeenGenerations, is_drift, may_repair, owner_of
+from tenfold.controller.drift import (
+    SeenGenerations,
+    is_drift,
+    kinds_by_owner,
+    may_repair,
+    missing_after_listing,
+    owner_of,
+)
 
 OWNER = {
     "apiVersion": "serving.tenfold.dev/v1alpha1",
@@ -80,6 +88,53 @@ def test_no_repair_while_the_owner_is_deleted_or_its_spec_is_not_applied_yet():
     assert not may_repair({"metadata": {"generation": 2}, "status": {}})
     deleting = {"metadata": {"generation": 2, "deletionTimestamp": "2026-12-01T00:00:00Z"}}
     assert not may_repair({**deleting, "status": {"observedGeneration": 2}})
+
+
+def test_a_listing_without_an_always_planned_child_means_it_is_gone():
+    listed_at = datetime(2026, 12, 1, 4, 30, tzinfo=UTC)
+    owner = {
+        "metadata": {
+            "name": "minilm",
+            "generation": 2,
+            "creationTimestamp": "2026-12-01T04:00:00Z",
+        },
+        "status": {"observedGeneration": 2},
+    }
+    assert missing_after_listing(owner, {"Deployment", "Service", "ConfigMap"}, listed_at) == []
+    assert missing_after_listing(owner, {"Service", "ConfigMap"}, listed_at) == ["Deployment"]
+    # A plan the apiserver refuses has no children either: its slow retry is not sped up.
+    refused = {**owner, "status": {"observedGeneration": 2, "applyError": "422 ..."}}
+    assert missing_after_listing(refused, set(), listed_at) == []
+    # Younger than the listing: applied after it, so the listing says nothing about it.
+    young = {
+        **owner,
+        "metadata": {**owner["metadata"], "creationTimestamp": "2026-12-01T04:29:58Z"},
+    }
+    assert missing_after_listing(young, set(), listed_at) == []
+    # Its spec handler is about to apply: that, not the resync, brings the children.
+    assert (
+        missing_after_listing({**owner, "status": {"observedGeneration": 1}}, set(), listed_at)
+        == []
+    )
+
+
+def test_children_are_grouped_by_their_controlling_owner():
+    def child(owner: str) -> dict:
+        reference = {
+            "apiVersion": "serving.tenfold.dev/v1alpha1",
+            "kind": "InferenceService",
+            "name": owner,
+            "controller": True,
+        }
+        return {"metadata": {"ownerReferences": [reference]}}
+
+    listed = [
+        ("Deployment", child("a")),
+        ("Service", child("a")),
+        ("ConfigMap", child("b")),
+        ("Service", {"metadata": {}}),
+    ]
+    assert kinds_by_owner(listed) == {"a": {"Deployment", "Service"}, "b": {"ConfigMap"}}
 
 
 def refusal(status: int, message: str) -> ApiException:

@@ -11,9 +11,9 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from tenfold.api.resource import InvalidSpecError
+from tenfold.api.resource import InferenceService, InvalidSpecError
 from tenfold.autoscale.loop import default_autoscaler
-from tenfold.controller import conditions, drift, kube, metrics
+from tenfold.controller import conditions, drift, kube, metrics, resync
 from tenfold.controller import reconcile as rc
 from tenfold.controller.apply import MissingApiError
 from tenfold.controller.config import OperatorConfig
@@ -128,6 +128,24 @@ def repair_drift(
     return True
 
 
+def resync_missing_children(
+    body: Mapping[str, Any], service: InferenceService, config: OperatorConfig
+) -> list[str]:
+    """Apply the plan again when the namespace's periodic listing lacks one of the service's
+    always-planned children (resync.py); returns the kinds found missing."""
+    held = resync.listing(service.namespace, config.resync_seconds)
+    present = held.kinds_by_owner.get(service.name, set())
+    missing = drift.missing_after_listing(body, present, held.listed_at)
+    if missing:
+        rc.reconcile(service, config)
+        resync.note_applied(service.namespace, service.name)
+        metrics.RECONCILES.labels("repaired").inc()
+        _log.info(
+            "repaired %s/%s: %s missing at the resync", service.namespace, service.name, missing
+        )
+    return missing
+
+
 async def refresh_status(
     body: kopf.Body,
     patch: kopf.Patch,
@@ -146,6 +164,7 @@ async def refresh_status(
     except InvalidSpecError:
         return  # the apply handler already reported it
     try:
+        await asyncio.to_thread(resync_missing_children, body, service, config)
         prices = await asyncio.to_thread(rc.cluster_prices, config)
         observed = rc.observed_status(service, previous, deployments, pods)
     except ApiException as error:

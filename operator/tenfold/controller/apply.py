@@ -77,6 +77,15 @@ def create_once(obj: Mapping[str, Any]) -> bool:
     return True
 
 
+def list_managed(namespace: str, api_version: str, kind: str) -> list[dict[str, Any]]:
+    """Every `kind` tenfold manages in `namespace`, from the apiserver's watch cache
+    (resourceVersion "0": no etcd read)."""
+    resource = _resource(api_version, kind)
+    selector = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
+    found = resource.get(namespace=namespace, label_selector=selector, resource_version="0")
+    return [item.to_dict() for item in found.items]
+
+
 def prune_children(name: str, namespace: str, keep: Iterable[Mapping[str, Any]]) -> list[str]:
     """Delete children that the current plan no longer contains; returns what was deleted.
 

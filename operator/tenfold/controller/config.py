@@ -24,6 +24,8 @@ class OperatorConfig:
     namespace: str = "tenfold-system"
     prices_configmap: str = "tenfold-gpu-prices"
     tick_seconds: float = 5.0
+    # How often the children are listed to catch a deletion a watch gap hid (resync.py).
+    resync_seconds: float = 20.0
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     redis_image: str = REDIS_IMAGE
     metrics_port: int = DEFAULT_METRICS_PORT
@@ -34,6 +36,7 @@ class OperatorConfig:
         """Settings from the environment; each variable that is unset keeps its default.
 
         TENFOLD_NAMESPACE, TENFOLD_PRICES_CONFIGMAP, TENFOLD_TICK_SECONDS (status refresh),
+        TENFOLD_RESYNC_SECONDS (how often the children are listed),
         TENFOLD_RUNTIME_IMAGE, TENFOLD_REDIS_IMAGE, TENFOLD_METRICS_PORT; the autoscaler's
         TENFOLD_PROMETHEUS_URL,
         TENFOLD_AUTOSCALE_TICK_SECONDS (else the status tick), TENFOLD_METRICS_MAX_AGE_SECONDS,
@@ -62,6 +65,7 @@ class OperatorConfig:
             namespace=env.get("TENFOLD_NAMESPACE", base.namespace),
             prices_configmap=env.get("TENFOLD_PRICES_CONFIGMAP", base.prices_configmap),
             tick_seconds=tick,
+            resync_seconds=float(env.get("TENFOLD_RESYNC_SECONDS", base.resync_seconds)),
             runtime_image=env.get("TENFOLD_RUNTIME_IMAGE", base.runtime_image),
             redis_image=env.get("TENFOLD_REDIS_IMAGE", base.redis_image),
             metrics_port=int(env.get("TENFOLD_METRICS_PORT", base.metrics_port)),

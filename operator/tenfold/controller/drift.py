@@ -11,7 +11,8 @@ churns, so any modification of theirs is worth one (idempotent) server-side appl
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from tenfold import constants
@@ -81,6 +82,55 @@ def is_drift(event_type: str | None, child: Mapping[str, Any], seen: SeenGenerat
     if child.get("kind") in GENERATION_TRACKED_KINDS:
         return before is not None and generation != before
     return True
+
+
+# The children every plan has (the Deployment serves, the Service routes, the ConfigMap holds
+# the prepare spec): a listing without one of them means it is gone.
+ALWAYS_PLANNED: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+)
+# A service created this close to a listing may have been applied after it.
+LISTING_SLACK = timedelta(seconds=5)
+
+
+def kinds_by_owner(children: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, set[str]]:
+    """(kind, child) pairs of one namespace's listing, grouped: owner name -> kinds present."""
+    found: dict[str, set[str]] = {}
+    for kind, child in children:
+        owner = owner_of(child)
+        if owner is not None:
+            found.setdefault(owner, set()).add(kind)
+    return found
+
+
+def missing_after_listing(
+    owner: Mapping[str, Any], present: Collection[str], listed_at: datetime
+) -> list[str]:
+    """The always-planned kinds a listing did not find for `owner`: level-triggered, for a
+    deletion the watch missed (made while the watch was reconnecting after an apiserver
+    restart: kopf re-lists, and a re-list carries no tombstone for what vanished).
+
+    Nothing while the apiserver refuses the plan (`status.applyError`: it retries slowly on
+    its own schedule), while the owner may not be repaired (deleting, or its spec handler is
+    about to apply), or when the owner is younger than the listing (applied after it).
+    """
+    metadata, status = owner.get("metadata") or {}, owner.get("status") or {}
+    if status.get("applyError") or not may_repair(owner):
+        return []
+    created = _timestamp(metadata.get("creationTimestamp"))
+    if created is None or created > listed_at - LISTING_SLACK:
+        return []
+    return [kind for _, kind in ALWAYS_PLANNED if kind not in present]
+
+
+def _timestamp(text: object) -> datetime | None:
+    """An RFC 3339 timestamp of the API (`...Z`), or None."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def may_repair(owner: Mapping[str, Any]) -> bool:
