@@ -27,6 +27,19 @@ def calibration_inputs(spec: PrepareSpec) -> list[str]:
     return inputs[: max(group, spec.guard.calibration_samples // group * group)]
 
 
+def split_calibration(texts: Sequence[str], group: int = 1) -> tuple[list[str], list[str]]:
+    """(selection, held_out): the calibration inputs dealt alternately, whole groups at a time
+    (a reranker's queries), so both halves span the whole set. What the guard chooses (mixed's
+    fp32 layers) it chooses on the selection half; every rung is judged on the held-out half
+    only. With a single group there is nothing to hold out: both are that group."""
+    groups = [list(texts[start : start + group]) for start in range(0, len(texts), group)]
+    if len(groups) < 2:
+        return list(texts), list(texts)
+    selection = [text for chunk in groups[0::2] for text in chunk]
+    held_out = [text for chunk in groups[1::2] for text in chunk]
+    return selection, held_out
+
+
 def query_group(pairs: Sequence[str]) -> int:
     """How many documents each query has in a reranker's calibration pairs (query<TAB>doc,
     one query's documents together): the rank agreement compares each query's order."""

@@ -34,6 +34,13 @@ class Accuracy:
             return self.mean
         return 1.0 - self.mean
 
+    @property
+    def worst_drop(self) -> float:
+        """The loss of the worst sample (the tail), compared with `max_worst_drop`."""
+        if self.metric is GuardMetric.LOGIT_MSE:
+            return self.min  # for an error, `min` holds the largest one
+        return 1.0 - self.min
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -158,8 +165,16 @@ def walk_ladder(
     return Decision(served=None, attempts=tuple(attempts))
 
 
-def verdict(accuracy: Accuracy, max_drop: float) -> tuple[bool, str]:
-    """Accept or reject a measured accuracy, with the reason written for humans."""
-    if passes(accuracy, max_drop):
-        return True, f"drop {accuracy.drop:.4f} <= max_drop {max_drop:.4f}"
-    return False, f"drop {accuracy.drop:.4f} > max_drop {max_drop:.4f}"
+def verdict(
+    accuracy: Accuracy, max_drop: float, max_worst_drop: float | None = None
+) -> tuple[bool, str]:
+    """Accept or reject a measured accuracy (its mean drop, and its worst sample's when that
+    is bounded too), with the reason written for humans."""
+    mean_ok = passes(accuracy, max_drop)
+    reason = f"drop {accuracy.drop:.4f} {'<=' if mean_ok else '>'} max_drop {max_drop:.4f}"
+    if max_worst_drop is None:
+        return mean_ok, reason
+    worst_ok = accuracy.worst_drop <= max_worst_drop + 1e-9
+    sign = "<=" if worst_ok else ">"
+    reason += f", worst {accuracy.worst_drop:.4f} {sign} max_worst_drop {max_worst_drop:.4f}"
+    return mean_ok and worst_ok, reason

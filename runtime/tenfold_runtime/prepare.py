@@ -43,7 +43,7 @@ from tenfold.api.prepare import (
 from tenfold.api.serving import SERVING
 from tenfold.constants import PREPARE_MANIFEST_FILE
 from tenfold_runtime import builders, export, guard, quantize
-from tenfold_runtime.calibration import calibration_inputs, query_group
+from tenfold_runtime.calibration import calibration_inputs, query_group, split_calibration
 from tenfold_runtime.errors import GuardRejectedError, PrepareError
 from tenfold_runtime.modeling import LoadedModel, load_model
 from tenfold_runtime.prepare_user_file import prepare_user_file
@@ -105,12 +105,20 @@ class GuardWorkbench:
     target: ExportTarget | None = None
     # A reranker's documents per query: its scores are compared query by query.
     group: int | None = None
+    # Where mixed chooses its fp32 layers, disjoint from `texts` (where every rung is judged),
+    # so that nothing is accepted on the data it was selected on. Empty: `texts` itself.
+    selection: list[str] = field(default_factory=list)
+    # The largest drop allowed in the worst sample; None: only the mean is bounded.
+    max_worst_drop: float | None = None
     reference: np.ndarray = field(init=False)
+    selection_reference: np.ndarray = field(init=False)
     modules: dict[Precision, nn.Module] = field(default_factory=dict)
     artefacts: dict[Precision, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reference = self.outputs(self.loaded.model)
+        self.selection = self.selection or self.texts
+        self.selection_reference = self.outputs(self.loaded.model, self.selection)
 
     def outputs(self, module: nn.Module, texts: Sequence[str] | None = None) -> np.ndarray:
         """What the module serves for `texts` (default: all calibration texts)."""
@@ -169,10 +177,11 @@ class GuardWorkbench:
         if self.keep_patterns:
             return quantize.matching(names, self.keep_patterns)
         started = time.monotonic()
-        # Ranking needs only the order of the layers, so a slice of the inputs is enough;
-        # the kept set is then checked on all of them.
+        # Ranking needs only the order of the layers, so a slice of the selection split is
+        # enough; the kept set is then chosen on the whole selection split, and judged (in
+        # `attempt`) on the held-out split only.
         size = max(self.group or 1, SENSITIVITY_SAMPLES // (self.group or 1) * (self.group or 1))
-        probe, probe_reference = self.texts[:size], self.reference[:size]
+        probe, probe_reference = self.selection[:size], self.selection_reference[:size]
         sensitivity = quantize.layer_sensitivity(
             self.loaded.model,
             names,
@@ -187,7 +196,8 @@ class GuardWorkbench:
                 if not isinstance(work.get_submodule(name), nn.Linear):
                     fp32 = copy.deepcopy(self.loaded.model.get_submodule(name))
                     quantize.replace_module(work, name, fp32)
-            return self.accuracy(work).drop
+            outputs = self.outputs(work, self.selection)
+            return self.measure(self.selection_reference, outputs).drop
 
         kept, drop = quantize.choose_kept_layers(
             quantize.most_sensitive_first(sensitivity),
@@ -225,12 +235,13 @@ class GuardWorkbench:
         except export.ExportError as error:
             log.warning("guard: %s export failed: %s", precision, error)
             return guard.Attempt(precision, accepted=False, reason=f"export failed: {error}")
-        accepted, reason = guard.verdict(accuracy, self.max_drop)
+        accepted, reason = guard.verdict(accuracy, self.max_drop, self.max_worst_drop)
         details["seconds"] = round(time.monotonic() - started, 2)
         if precision in (Precision.INT8, Precision.MIXED):
             details["int8_scheme"] = self.int8_scheme_served()
         if precision is Precision.MIXED:
             details["kept_fp32_layers"] = keep
+            details["kept_chosen_on"] = len(self.selection)
         log.info(
             "guard: %s mean %.4f min %.4f -> %s (%s)",
             precision,
@@ -253,16 +264,20 @@ def run_guard(
     target: ExportTarget | None = None,
 ) -> GuardRun:
     """Walk the spec's ladder from its precision and return the first module that passes."""
+    group = query_group(texts) if spec.task is Task.RERANKING else None
+    selection, held_out = split_calibration(texts, group or 1)
     state = GuardWorkbench(
         loaded=loaded,
-        texts=texts,
+        texts=held_out,
         metric=spec.guard.metric,
         max_drop=spec.guard.max_drop,
         int8_scheme=int8_scheme,
         keep_patterns=spec.keep_higher_precision,
         device=spec.device,
         target=target,
-        group=query_group(texts) if spec.task is Task.RERANKING else None,
+        group=group,
+        selection=selection,
+        max_worst_drop=spec.guard.max_worst_drop,
     )
     order = guard.ladder(spec.precision, spec.guard.fallback)
     return GuardRun(decision=guard.walk_ladder(order, state.attempt), state=state)

@@ -79,7 +79,9 @@ class UserFileLadder:
         except UserFileError as error:
             return guard.Attempt(precision, accepted=False, reason=f"unsupported: {error}")
         accuracy = self.measure(quantized)
-        accepted, reason = guard.verdict(accuracy, self.spec.guard.max_drop)
+        accepted, reason = guard.verdict(
+            accuracy, self.spec.guard.max_drop, self.spec.guard.max_worst_drop
+        )
         details: dict[str, object] = {
             "int8_scheme": user_file.INT8_SCHEME,
             "quantized_matmuls": count,

@@ -81,8 +81,9 @@ def test_served_logits_are_the_reference_models(tmp_path: Path):
             np.testing.assert_allclose(answer, reference, rtol=1e-4, atol=1e-5)
 
         # int8 (or the rung the guard fell back to): the served logits are the guarded
-        # module's, batch for batch, and agree on top-1 as often as the manifest says.
-        calibration = builtin_calibration(Task.CLASSIFICATION)[:32]
+        # module's, batch for batch, and agree on top-1 as often as the manifest says on the
+        # held-out half of the 32 calibration inputs (every other one) it was judged on.
+        calibration = builtin_calibration(Task.CLASSIFICATION)[1:32:2]
         served = embed_http(http, "cls-int8", calibration, task=Task.CLASSIFICATION)
         module = torch.load(models / "cls-int8" / "1" / builders.ARTEFACT_FILE, weights_only=False)
         loaded = load_model(source, Task.CLASSIFICATION)

@@ -108,3 +108,27 @@ def test_attempt_json_carries_precision_accuracy_and_drop():
     assert data["accuracy"]["metric"] == "cosine"
     assert data["accuracy"]["drop"] == pytest.approx(0.02)
     assert data["details"] == {"k": 1}
+
+
+def test_calibration_is_dealt_into_disjoint_halves_of_whole_groups():
+    from tenfold_runtime.calibration import split_calibration
+
+    texts = [f"t{i}" for i in range(8)]
+    assert split_calibration(texts) == (texts[0::2], texts[1::2])
+    pairs = [f"q{q}\td{d}" for q in range(5) for d in range(2)]
+    selection, held_out = split_calibration(pairs, 2)
+    assert selection == pairs[0:2] + pairs[4:6] + pairs[8:10]
+    assert held_out == pairs[2:4] + pairs[6:8]
+    assert not set(selection) & set(held_out)
+    # One group: nothing can be held out, both halves are it.
+    assert split_calibration(texts[:1]) == (texts[:1], texts[:1])
+
+
+def test_the_tail_is_bounded_when_asked():
+    accuracy = guard.Accuracy(GuardMetric.COSINE, mean=0.995, min=0.95, samples=32)
+    assert guard.verdict(accuracy, 0.01) == (True, "drop 0.0050 <= max_drop 0.0100")
+    accepted, reason = guard.verdict(accuracy, 0.01, max_worst_drop=0.02)
+    assert not accepted
+    assert reason == "drop 0.0050 <= max_drop 0.0100, worst 0.0500 > max_worst_drop 0.0200"
+    mse = guard.Accuracy(GuardMetric.LOGIT_MSE, mean=0.001, min=0.004, samples=8)
+    assert mse.worst_drop == 0.004 and guard.verdict(mse, 0.01, 0.005)[0]

@@ -45,6 +45,9 @@ class GuardSettings(BaseModel):
 
     metric: GuardMetric = GuardMetric.COSINE
     max_drop: float = Field(0.01, ge=0, le=1, description="Largest allowed drop of the metric.")
+    max_worst_drop: float | None = Field(
+        None, ge=0, le=1, description="Largest allowed drop in the worst sample; None: unbounded."
+    )
     calibration_samples: int = Field(64, ge=1, le=100_000)
     calibration_inputs: list[str] = Field(
         default_factory=list, description="Inputs to calibrate on; empty: the task's built-in set."

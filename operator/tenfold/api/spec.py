@@ -121,6 +121,13 @@ class GuardSpec(ApiModel):
     max_drop: float = Field(
         0.01, ge=0, le=1, description="Largest allowed drop of the metric versus fp32."
     )
+    max_worst_drop: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest allowed drop in the worst held-out calibration sample (the "
+        "tail: one query or text); unset, only the mean drop is bounded.",
+    )
     calibration_samples: int = Field(
         64, ge=1, le=100_000, description="Number of calibration inputs to measure on."
     )

@@ -30,6 +30,7 @@ def build_prepare_spec(name: str, spec: InferenceServiceSpec) -> PrepareSpec:
         guard=GuardSettings(
             metric=SERVING.guard_metric(model.task, guard.metric),
             max_drop=guard.max_drop,
+            max_worst_drop=guard.max_worst_drop,
             calibration_samples=guard.calibration_samples,
             fallback=list(guard.fallback),
         ),
