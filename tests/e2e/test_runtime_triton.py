@@ -75,10 +75,12 @@ def test_grpc_answers_what_http_answers(http_client, grpc_client):
         assert cosines(over_grpc, embed_http(http_client, model, HELD_OUT)).min() > 0.9999
 
 
-def test_guarded_int8_stays_within_the_guard_on_its_calibration_set(
+def test_guarded_int8_stays_within_the_guard_on_its_held_out_half(
     http_client, reference, minilm_repository
 ):
-    texts = builtin_calibration(Task.EMBEDDING)
+    # The guard judged every rung on every other calibration sentence (calibration.py): the
+    # half that mixed did not choose its fp32 layers on.
+    texts = builtin_calibration(Task.EMBEDDING)[1::2]
     scores = cosines(embed_in_batches(http_client, INT8_MODEL, texts), reference(texts))
     manifest = minilm_repository.manifests[INT8_MODEL]
     assert 1.0 - scores.mean() <= manifest["guard"]["max_drop"] + 1e-4

@@ -19,6 +19,7 @@ from tenfold.api.enums import Backend, ModelFormat, Precision, Task
 from tenfold.api.serving import SERVING
 from tests.integration.operator_support import dry_run_refusal
 from tests.serving_oracle import (
+    CPU_ONLY_FORMATS,
     FITTING,
     PRECISION_MATRIX,
     expected_fields,
@@ -60,8 +61,10 @@ def dry_run_spec(
 # Every task × format × backend, with a guard metric that fits the task, on a GPU type; then
 # the metric and the device on their own.
 COMBINATIONS = [
-    (str(t), str(f), str(b), sorted(FITTING.get(str(t), {"cosine"}))[0], "L4")
+    (str(t), str(f), str(b), sorted(FITTING.get(str(t), {"cosine"}))[0], device)
     for t, f, b in product(Task, ModelFormat, Backend)
+    # A user's own file is served on cpu only: its combinations on cpu, the rest on a GPU.
+    for device in (("L4", "cpu") if str(f) in CPU_ONLY_FORMATS else ("L4",))
 ]
 METRIC_AND_DEVICE = [
     ("embedding", "huggingface", "python", "top1Agreement", "cpu"),
@@ -99,7 +102,9 @@ def test_apiserver_refuses_exactly_what_cannot_be_served(
          "spec.runtime.backend",
          "reranking models of format huggingface are served by backend python"),
         (("embedding", "onnx", "onnxruntime", "cosine", "cpu"),
-         "spec.model.format", "format onnx is not served: a user's ONNX file"),
+         "spec.runtime.backend", "embedding models of format onnx are served by backend python"),
+        (("embedding", "onnx", "python", "cosine", "L4"),
+         "spec.model.format", "format onnx is served on gpuType cpu only: a user's ONNX file"),
         (("embedding", "huggingface", "python", "top1Agreement", "cpu"),
          "spec.quantization.guard.metric",
          "guard metric top1Agreement does not fit task embedding, which is guarded by cosine"),
