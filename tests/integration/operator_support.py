@@ -17,7 +17,7 @@ import yaml
 from kubernetes.client.rest import ApiException
 
 from tenfold import constants
-from tenfold_tools.testbed import Kubectl
+from tenfold_tools.testbed import Kubectl, wait_established
 from tenfold_tools.testbed.health import wait_until
 from tenfold_tools.testbed.procs import free_port
 
@@ -135,10 +135,7 @@ class PeeringOperator(OperatorProcess):
 def install_crd(kubectl: Kubectl) -> None:
     """Apply the committed CRD and wait until the apiserver serves it."""
     kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/inferenceservices.serving.tenfold.dev",
-    )  # fmt: skip
+    wait_established(kubectl, "crd/inferenceservices.serving.tenfold.dev")
 
 
 def load_manifest(path: Path, name: str | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tenfold.controller.settings import PEERING_LIFETIME_SECONDS
-from tenfold_tools.testbed import Kubectl
+from tenfold_tools.testbed import Kubectl, wait_established
 from tests.integration.operator_support import (
     REPO_ROOT,
     PeeringOperator,
@@ -36,8 +36,7 @@ PEERING_CRD = REPO_ROOT / "manifests" / "crds" / "kopf.dev_clusterkopfpeerings.y
 def replicas(crd: None, kubectl: Kubectl, tmp_path_factory) -> Iterator[list[PeeringOperator]]:
     """Two replicas on a ClusterKopfPeering of their own."""
     kubectl("apply", "--server-side", "-f", str(PEERING_CRD))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s",
-            "crd/clusterkopfpeerings.kopf.dev")  # fmt: skip
+    wait_established(kubectl, "crd/clusterkopfpeerings.kopf.dev")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
                "metadata": {"name": PEERING}}  # fmt: skip
     kubectl("apply", "-f", "-", input=json.dumps(peering))

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from tenfold_tools.testbed import Testbed, down, up
+from tenfold_tools.testbed import Testbed, down, up, wait_established
 from tenfold_tools.testbed.nodes import MAX_PODS, NodePool, build_nodes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -171,8 +171,7 @@ def operator(testbed: Testbed, log: Path) -> Iterator[subprocess.Popen[bytes]]:
 def prepare_cluster(testbed: Testbed, count: int, namespaces: int) -> None:
     """The CRD, the extra nodes and the namespaces."""
     testbed.kubectl("apply", "--server-side", "-f", str(CRD))
-    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/inferenceservices.serving.tenfold.dev")  # fmt: skip
+    wait_established(testbed.kubectl, "crd/inferenceservices.serving.tenfold.dev")
     nodes = {"apiVersion": "v1", "kind": "List", "items": build_nodes([scale_pool(count)])}
     testbed.kubectl("apply", "-f", "-", input=json.dumps(nodes))
     for n in range(namespaces):

@@ -19,6 +19,7 @@ from tenfold_tools.testbed.cluster import (
     status,
     stop_component,
     up,
+    wait_established,
 )
 from tenfold_tools.testbed.layout import DEFAULT_NAME, TestbedError, Versions, load_versions
 
@@ -37,4 +38,5 @@ __all__ = [
     "status",
     "stop_component",
     "up",
+    "wait_established",
 ]

@@ -61,6 +61,30 @@ class Kubectl(Protocol):
         ...
 
 
+def wait_established(kubectl: Kubectl, *selector: str, timeout: float = 60.0) -> None:
+    """Wait until the CRDs `selector` names (`crd/NAME` ..., or `-f PATH`) are Established.
+
+    Not `kubectl wait --for=condition=Established`: on a CRD created a moment before, whose
+    status is still empty, it fails at once ("<nil> is of the type <nil>") instead of waiting.
+    """
+
+    def established() -> bool:
+        found = kubectl("get", *selector, "-o", "json", check=False)
+        if found.returncode != 0:
+            return False
+        data = json.loads(found.stdout)
+        items = data.get("items", [data]) if data.get("kind") == "List" else [data]
+        return bool(items) and all(
+            any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in (item.get("status") or {}).get("conditions") or []
+            )
+            for item in items
+        )
+
+    health.wait_until(established, f"{' '.join(selector)} to be Established", timeout=timeout)
+
+
 class Timings:
     """Wall time of each phase of `up`, printed so slow starts can be pinned down."""
 

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenfold_tools.testbed.cluster import Testbed
+from tenfold_tools.testbed.cluster import Testbed, wait_established
 from tenfold_tools.testbed.health import http_ok, wait_until
 from tenfold_tools.testbed.layout import TestbedError
 from tenfold_tools.testbed.procs import free_port
@@ -27,8 +27,7 @@ def install_crds(testbed: Testbed) -> None:
     last-applied annotation of a client-side apply) and wait until they are served."""
     crds = testbed.binaries.prometheus_operator_crds
     testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
-    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "-f", str(crds), timeout=70)  # fmt: skip
+    wait_established(testbed.kubectl, "-f", str(crds))
 
 
 @dataclass
