@@ -24,8 +24,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -286,19 +288,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_with_bench(
+    args: argparse.Namespace,
+    measure: Callable[[Bench, argparse.Namespace], Coroutine[Any, Any, dict]],
+) -> dict:
+    """Start Triton and Redis, run `measure` on them, and stop everything it started."""
+    with tempfile.TemporaryDirectory(prefix="cache-bench-") as tmp:
+        bench = Bench(args, Path(tmp))
+        try:
+            bench.start()
+            return asyncio.run(measure(bench, args))
+        finally:
+            bench.stop()
+
+
 def main(argv: list[str]) -> int:
     """Run the benchmark, print and save its figures."""
     args = build_parser().parse_args(argv)
     command = shlex.join(["python", "-m", "tenfold_tools.cache.bench", *argv])
     print(command, flush=True)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="cache-bench-") as tmp:
-        bench = Bench(args, Path(tmp))
-        try:
-            bench.start()
-            report = asyncio.run(measure(bench, args))
-        finally:
-            bench.stop()
+    report = run_with_bench(args, measure)
     report = {
         "command": command,
         "loadavg_before": [round(x, 2) for x in load_before],
