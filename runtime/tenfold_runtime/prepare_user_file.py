@@ -177,7 +177,7 @@ def write_user_model(
         extra={
             "artefact": {
                 "format": str(reference.format),
-                "file": f"{spec.model_name}/1/{user_file.SERVED_FILE[reference.format]}",
+                "file": f"{spec.model_name}/1/{builders.USER_FILES[reference.format]}",
                 "digest": file_digest(served_file),
                 "graph_inputs": list(reference.input_names),
                 "pooling": reference.pooling,

@@ -39,9 +39,8 @@ log = logging.getLogger(__name__)
 # How the manifest and status.precision name a file served as the user gave it.
 AS_PROVIDED = "as-provided"
 INT8_SCHEME = ONNX_INT8_SCHEME
-# Per format: the file name served from the version folder, where model repositories keep
-# the file (in the order looked at), and the suffix of any other name.
-SERVED_FILE = USER_FILES
+# Per format: where model repositories keep the file (in the order looked at), and the
+# suffix of any other name; the version folder serves it as builders.USER_FILES names.
 CONVENTIONAL_PATHS = {
     ModelFormat.ONNX: ("model.onnx", "onnx/model.onnx"),
     ModelFormat.TORCHSCRIPT: ("model.pt", "torchscript/model.pt"),
@@ -76,7 +75,7 @@ def find_user_file(model_dir: Path, format: ModelFormat) -> Path:
     names = ", ".join(str(p.relative_to(model_dir)) for p in found[:5])
     raise UserFileError(
         f"format {format}: several {suffix} files in {model_dir} ({names}); name the one to "
-        f"serve {SERVED_FILE[format]}, or keep only it"
+        f"serve {USER_FILES[format]}, or keep only it"
     )
 
 
@@ -262,14 +261,15 @@ def load_user_model(
         probe = [f"a query\t{text}" for text in probe]
     batch = tokenizer(*text_columns(probe, task), padding=True, return_tensors="np")  # type: ignore[operator]
     try:
-        rank = np.asarray(run_file(token_feeds(batch, names))).ndim
+        output = np.asarray(run_file(token_feeds(batch, names)))
     except Exception as error:  # the runtimes raise their own types for a graph that fails
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserFileError(
             f"format {format}: {path.name} failed on two inputs: {message}"
         ) from None
-    model.pooling = pooling_for(task, rank)
-    model.width = int(model.outputs(probe).shape[1])
+    model.pooling = pooling_for(task, output.ndim)
+    # Pooled or not, a served row is as wide as the output's last axis.
+    model.width = int(output.shape[-1])
     check_width(task, model.width)
     return model
 
@@ -317,7 +317,7 @@ def external_data_files(path: Path, format: ModelFormat) -> list[str]:
 
 def copy_served_file(source: Path, folder: Path, format: ModelFormat) -> Path:
     """Copy the file into `folder` under its served name, external data files beside it."""
-    target = folder / SERVED_FILE[format]
+    target = folder / USER_FILES[format]
     shutil.copyfile(source, target)
     for relative in external_data_files(source, format):
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)

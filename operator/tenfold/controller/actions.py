@@ -113,6 +113,8 @@ def repair_drift(
         return False
     try:
         rc.reconcile(rc.parse_body(owner), config)
+        # The children exist again: the resync's held listing must not apply them once more.
+        resync.note_applied(str(metadata.get("namespace")), str(owner_name))
     except (InvalidSpecError, ApiException, MissingApiError) as error:
         _log.warning("repairing %s/%s failed: %s", metadata.get("namespace"), owner_name, error)
         return False
