@@ -3,14 +3,17 @@
     python -m tenfold_tools.autoscale.evaluate            # writes docs/img/autoscaling-*.png and
                                                     # the results block of docs/autoscaling.md
 
-Compares static provisioning for the peak, an HPA on CPU (15 s sync, 300 s scale-down
-window), KEDA polling a request rate (30 s) and tenfold (5 s scrape, policy + budget clamp),
-with and without a budget. The model is stated in simulation.py and docs/autoscaling.md.
+Compares static provisioning for the peak, the HPA (on CPU, and on Triton's queue time),
+KEDA's Prometheus scaler, Knative's KPA, all with their documented defaults, and tenfold
+(5 s scrape, policy + budget clamp) with and without a budget. The capacity per replica is
+read from a committed benchmark result (docs/data/bench-minilm-cpu.json, `tenfold-runtime
+bench`). The model is stated in simulation.py and docs/autoscaling.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import shlex
@@ -24,23 +27,54 @@ from tenfold.api.spec import AutoscalingSpec
 from tenfold.autoscale.policy import PolicyParams
 from tenfold_tools.autoscale.simulation import (
     HpaCpu,
+    HpaQueueTime,
     HpaRule,
-    KedaRate,
+    KedaPrometheus,
+    Kpa,
+    Prometheus,
     RunResult,
     Scaler,
     ServiceModel,
     Static,
     Tenfold,
     Trace,
+    concurrency_at,
     daily_trace,
     needed_replicas,
+    queue_time_ms_at,
     reaction_seconds,
     simulate,
     step_trace,
 )
 
 BEGIN, END = "<!-- evaluate:begin -->", "<!-- evaluate:end -->"
-UTILIZATION = 0.8  # the planned utilization every rate/CPU-based scaler targets
+UTILIZATION = 0.8  # the planned utilization every scaler's target is set to
+BENCH = Path("docs/data/bench-minilm-cpu.json")
+BENCH_VARIANT = "minilm-batched"  # fp32 with the 5 ms batching window the model assumes
+BENCH_CONCURRENCY = 16
+# Knative's default target utilization (target-utilization-percentage 70).
+KPA_UTILIZATION = 0.7
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Requests/s one replica sustains, and where the figure comes from."""
+
+    rps: float
+    source: str
+
+
+def bench_capacity(path: Path, variant: str, concurrency: int) -> Capacity:
+    """The throughput of `variant` at `concurrency` in a `tenfold-runtime bench` result."""
+    data = json.loads(path.read_text())
+    for point in data["points"]:
+        if point["variant"] == variant and point["concurrency"] == concurrency:
+            return Capacity(
+                float(point["throughput"]),
+                f"`{data['command']}`, {variant} at concurrency {concurrency}, measured "
+                f"{data['measured']} ({path})",
+            )
+    raise SystemExit(f"{path}: no {variant} point at concurrency {concurrency}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +112,18 @@ def scalers(setup: Setup, trace: Trace, rng: random.Random) -> list[tuple[Scaler
     def hpa(max_replicas: int = setup.max_replicas) -> HpaRule:
         return HpaRule(setup.min_replicas, max_replicas, phase=rng.randrange(15))
 
+    def prometheus() -> Prometheus:
+        return Prometheus(scrape_seconds=5, phase=rng.randrange(5))
+
+    def kpa(target: float, name: str) -> Kpa:
+        return Kpa(
+            setup.min_replicas,
+            setup.max_replicas,
+            target_concurrency=target,
+            name=name,
+            phase=rng.randrange(2),
+        )
+
     def tenfold(name: str, cap: float | None) -> Tenfold:
         return Tenfold(
             setup.autoscaling(),
@@ -89,15 +135,33 @@ def scalers(setup: Setup, trace: Trace, rng: random.Random) -> list[tuple[Scaler
             tick_phase=rng.randrange(5),
         )
 
+    queue_target = queue_time_ms_at(setup.model, UTILIZATION)
+    kpa_target = kpa_concurrency_target(setup.model)
     return [
         (Static(), peak),
         (HpaCpu(hpa(), target=UTILIZATION), start),
         # What an HPA user can do about cost: maxReplicas set to what the budget pays for.
         (HpaCpu(hpa(setup.budget_replicas), UTILIZATION, name="HPA (CPU, max = budget)"), start),
-        (KedaRate(hpa(), per_replica), start),
+        (
+            HpaQueueTime(
+                hpa(), queue_target, prometheus(), name=f"HPA (queue time {queue_target:.1f} ms)"
+            ),
+            start,
+        ),
+        (KedaPrometheus(hpa(), per_replica, prometheus()), start),
+        (kpa(100.0, "Knative KPA (target 100, default)"), start),
+        (kpa(kpa_target, f"Knative KPA (target {kpa_target:g})"), start),
         (tenfold("tenfold (no budget)", None), start),
         (tenfold("tenfold (budget)", setup.hourly_cap), start),
     ]
+
+
+def kpa_concurrency_target(model: ServiceModel) -> float:
+    """The soft concurrency target (autoscaling.knative.dev/target) that puts Knative's 70 %
+    target utilization at the planned utilization of the service model: a replica with
+    Triton's dynamic batching has its throughput at a handful of requests in flight, so the
+    default 100 (70 in flight) is reached only deep in overload."""
+    return float(round(concurrency_at(model, UTILIZATION) / KPA_UTILIZATION))
 
 
 def run_day(setup: Setup) -> tuple[Trace, list[RunResult]]:
@@ -216,11 +280,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m tenfold_tools.autoscale.evaluate", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
+        "--bench",
+        type=Path,
+        default=BENCH,
+        help="a `tenfold-runtime bench` result (results.json) to read the capacity from",
+    )
+    parser.add_argument("--bench-variant", default=BENCH_VARIANT)
+    parser.add_argument("--bench-concurrency", type=int, default=BENCH_CONCURRENCY)
+    parser.add_argument(
         "--capacity",
         type=float,
-        default=ServiceModel.capacity_rps,
-        help="req/s one replica sustains (default: 288, MiniLM through real "
-        "Triton at concurrency 16 on the 2-core machine)",
+        default=None,
+        help="req/s one replica sustains; overrides the benchmark result",
     )
     parser.add_argument(
         "--startup",
@@ -240,7 +311,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the evaluation, print the table and update docs/ (plots and results block)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    model = ServiceModel(capacity_rps=args.capacity, startup_seconds=args.startup)
+    capacity = (
+        Capacity(args.capacity, "given with --capacity")
+        if args.capacity is not None
+        else bench_capacity(args.bench, args.bench_variant, args.bench_concurrency)
+    )
+    model = ServiceModel(capacity_rps=capacity.rps, startup_seconds=args.startup)
     setup = Setup(model, 1, args.max_replicas, args.budget_replicas, args.seed, args.hours)
     trace, results = run_day(setup)
     reactions, step_results = run_steps(setup, args.step_runs)
@@ -248,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["python", "-m", module, *(argv or sys.argv[1:])])
     block = (
         f"Produced by `{command}` (seed {setup.seed}; capacity {model.capacity_rps:g} req/s "
-        f"per replica; start-up {model.startup_seconds:g} s; budget {setup.budget_replicas} "
+        f"per replica, from {capacity.source}; start-up {model.startup_seconds:g} s; "
+        f"budget {setup.budget_replicas} "
         f"replicas = {setup.hourly_cap:.4f} USD/h; maxReplicas {setup.max_replicas}; "
         f"{sum(trace.rates):,.0f} requests offered).\n\n"
         f"{markdown_table(setup, results, reactions)}\n\n"
