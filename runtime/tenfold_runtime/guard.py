@@ -118,6 +118,82 @@ def measure(
     return Accuracy(metric=metric, mean=float(np.mean(scores)), min=worst, samples=len(scores))
 
 
+@dataclass(frozen=True)
+class NeighbourAgreement:
+    """How far a candidate model keeps each text's top-k nearest neighbours of the reference.
+
+    Per query, the share of the reference's k nearest texts that the candidate also ranks
+    among its k nearest (1.0: the same set, order aside); `p5` and `worst` are the tail.
+    """
+
+    k: int
+    mean: float
+    p5: float
+    worst: float
+    queries: int
+
+
+# Rows of the similarity matrix computed at once: bounds memory on a large corpus.
+NEIGHBOUR_CHUNK = 1024
+
+
+def nearest_neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest other rows of each row of an [n, d] array by cosine similarity ([n, k]
+    indices, nearest first). A row is never its own neighbour; equal similarities go to the
+    lower index, so the answer does not depend on the sort's whims."""
+    vectors = np.asarray(embeddings, dtype=np.float64)
+    if vectors.ndim != 2:
+        raise ValueError(f"expected an [n, d] array, got shape {vectors.shape}")
+    n = vectors.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must be between 1 and {n - 1} (the other rows), got {k}")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    # A zero vector shares no direction with anything: cosine 0 to every row, as in scoring.
+    unit = vectors / np.where(norms == 0, 1.0, norms)
+    neighbours = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, NEIGHBOUR_CHUNK):
+        rows = np.arange(start, min(start + NEIGHBOUR_CHUNK, n))
+        similarity = unit[rows] @ unit.T
+        similarity[np.arange(len(rows)), rows] = -np.inf
+        # A stable sort of the negated similarity keeps ties in index order.
+        neighbours[rows] = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    return neighbours
+
+
+def neighbour_overlap(reference: np.ndarray, candidate: np.ndarray, k: int) -> np.ndarray:
+    """Per query (a row), |N_ref ∩ N_cand| / k: the share of its k nearest neighbours under
+    the reference embeddings that the candidate embeddings also put among its k nearest."""
+    ref, cand = np.asarray(reference), np.asarray(candidate)
+    if ref.shape != cand.shape:
+        raise ValueError(f"expected two arrays of one shape, got {ref.shape}, {cand.shape}")
+    ref_neighbours = nearest_neighbours(ref, k)
+    cand_neighbours = nearest_neighbours(cand, k)
+    shared = [
+        len(np.intersect1d(r, c, assume_unique=True))
+        for r, c in zip(ref_neighbours, cand_neighbours, strict=True)
+    ]
+    return np.asarray(shared, dtype=np.float64) / k
+
+
+def neighbour_agreement(
+    reference: np.ndarray, candidate: np.ndarray, k: int = 10
+) -> NeighbourAgreement:
+    """The top-k neighbour overlap of `candidate` against `reference` (rows: one corpus's
+    texts), each text a query against all the others: mean, 5th percentile and worst.
+
+    The 5th percentile is an observed query's score (the lower one, not interpolated): at
+    least 95% of the queries keep that share of their neighbours or more.
+    """
+    scores = neighbour_overlap(reference, candidate, k)
+    return NeighbourAgreement(
+        k=k,
+        mean=float(np.mean(scores)),
+        p5=float(np.percentile(scores, 5, method="lower")),
+        worst=float(np.min(scores)),
+        queries=len(scores),
+    )
+
+
 def passes(accuracy: Accuracy, max_drop: float) -> bool:
     """Whether the measured drop is within the allowed one (a tiny float slack)."""
     return accuracy.drop <= max_drop + 1e-9

@@ -132,3 +132,87 @@ def test_the_tail_is_bounded_when_asked():
     assert reason == "drop 0.0050 <= max_drop 0.0100, worst 0.0500 > max_worst_drop 0.0200"
     mse = guard.Accuracy(GuardMetric.LOGIT_MSE, mean=0.001, min=0.004, samples=8)
     assert mse.worst_drop == 0.004 and guard.verdict(mse, 0.01, 0.005)[0]
+
+
+def on_circle(degrees: list[float]) -> np.ndarray:
+    """Unit vectors at these angles: cosine similarity falls with the angle between them."""
+    radians = np.radians(degrees)
+    return np.stack([np.cos(radians), np.sin(radians)], axis=1)
+
+
+# No two gaps from one point are equal, so every neighbour below is worked out by hand.
+ANGLES = [0.0, 10.0, 30.0, 70.0, 100.0]
+
+
+def test_a_text_is_never_its_own_neighbour():
+    # Nearest other point: 0->10, 10->0, 30->10, 70->100, 100->70.
+    assert guard.nearest_neighbours(on_circle(ANGLES), 1)[:, 0].tolist() == [1, 0, 1, 4, 3]
+    everyone_else = guard.nearest_neighbours(on_circle(ANGLES), 4)
+    assert all(row not in others for row, others in enumerate(everyone_else.tolist()))
+
+
+def test_equal_similarities_go_to_the_lower_index():
+    # The point at 0 degrees is exactly as close to -10 (row 0) as to 10 (row 2).
+    assert guard.nearest_neighbours(on_circle([-10.0, 0.0, 10.0]), 1).tolist() == [[1], [0], [1]]
+
+
+@given(arrays(np.float64, (12, 4), elements=st.floats(-10, 10)), st.integers(1, 11))
+def test_a_model_agrees_with_itself(vectors, k):
+    agreement = guard.neighbour_agreement(vectors, vectors.copy(), k)
+    assert (agreement.mean, agreement.p5, agreement.worst, agreement.queries) == (1, 1, 1, 12)
+
+
+def test_neighbours_ignore_the_embeddings_scale():
+    scaled = guard.neighbour_agreement(on_circle(ANGLES), on_circle(ANGLES) * 3.7, 2)
+    assert (scaled.mean, scaled.p5, scaled.worst) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("candidate_angles", "k", "shares", "mean"),
+    [
+        # Rows 0 and 4 trade places (100 and 0 degrees): nearest others become 3, 4, 1, 0, 1
+        # against 1, 0, 1, 4, 3; only row 2 keeps its neighbour.
+        ([100.0, 10.0, 30.0, 70.0, 0.0], 1, [0.0, 0.0, 1.0, 0.0, 0.0], 0.2),
+        # Row 2 moves from 30 to 80 degrees. Top-2 before: {1,2} {0,2} {0,1} {2,4} {2,3};
+        # after: {1,3} {0,3} {3,4} {2,4} {2,3}: shared 1, 1, 0, 2, 2 of 2.
+        ([0.0, 10.0, 80.0, 70.0, 100.0], 2, [0.5, 0.5, 0.0, 1.0, 1.0], 0.6),
+    ],
+    ids=["swap-two-texts", "move-one-text"],
+)
+def test_moved_texts_cost_exactly_the_neighbours_worked_out_by_hand(
+    candidate_angles, k, shares, mean
+):
+    candidate = on_circle(candidate_angles)
+    assert guard.neighbour_overlap(on_circle(ANGLES), candidate, k).tolist() == shares
+    agreement = guard.neighbour_agreement(on_circle(ANGLES), candidate, k)
+    assert agreement.mean == pytest.approx(mean)
+    assert (agreement.k, agreement.p5, agreement.worst, agreement.queries) == (k, 0.0, 0.0, 5)
+
+
+def test_the_fifth_percentile_is_an_observed_query_score():
+    # 40 points on an arc with widening gaps: each point's nearest other is the one before
+    # it (point 0's: point 1). Moving point 0 far away costs queries 0 and 1 their neighbour
+    # and no other: 2 of 40 score 0, so the 5th percentile is 0 (interpolated, it would be
+    # 0.95, a share no query has).
+    reference = on_circle([i + 0.01 * i * i for i in range(40)])
+    candidate = reference.copy()
+    candidate[0] = on_circle([170.0])[0]
+    overlap = guard.neighbour_overlap(reference, candidate, 1)
+    assert np.flatnonzero(overlap == 0).tolist() == [0, 1]
+    agreement = guard.neighbour_agreement(reference, candidate, 1)
+    assert agreement.mean == pytest.approx(38 / 40)
+    assert agreement.p5 == agreement.worst == 0.0
+
+
+def test_neighbours_are_the_same_in_chunks(monkeypatch):
+    vectors = np.random.default_rng(7).normal(size=(50, 6))
+    whole = guard.nearest_neighbours(vectors, 5)
+    monkeypatch.setattr(guard, "NEIGHBOUR_CHUNK", 7)
+    assert np.array_equal(guard.nearest_neighbours(vectors, 5), whole)
+
+
+def test_neighbour_agreement_rejects_bad_k_and_shapes():
+    with pytest.raises(ValueError, match="k must be"):
+        guard.nearest_neighbours(on_circle(ANGLES), 5)
+    with pytest.raises(ValueError, match="shape"):
+        guard.neighbour_overlap(np.zeros((5, 2)), np.zeros((5, 3)), 1)
