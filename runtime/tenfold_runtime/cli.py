@@ -23,7 +23,7 @@ def _levels(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with the prepare, bench, serve-local and cache subcommands."""
+    """The argument parser with the prepare, serve-local, bench, tune and cache subcommands."""
     parser = argparse.ArgumentParser(prog="tenfold-runtime", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,9 +88,38 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seconds", type=float, default=8.0, help="per engine and batch size")
     compare.add_argument("--output", type=Path, default=Path("results/compare-backends"))
 
+    add_tune_parser(commands)
+
     cache = commands.add_parser("cache", help="run the cache sidecar", add_help=False)
     cache.add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+def add_tune_parser(commands: argparse._SubParsersAction) -> None:
+    """`tune`: the configuration search of one InferenceService on this machine."""
+    tune = commands.add_parser(
+        "tune", help="search the cheapest configuration that meets the SLO, on this machine"
+    )
+    tune.add_argument("-f", "--filename", type=Path, required=True, help="InferenceService YAML")
+    tune.add_argument("--mode", choices=["quick", "brute"], default="quick")
+    tune.add_argument("--objective", choices=["cost", "throughput", "p95"], default="cost")
+    tune.add_argument("--patch", action="store_true", help="print the winner as a YAML patch")
+    tune.add_argument("--max-trials", type=int, help="most candidates measured")
+    tune.add_argument("--minutes", type=float, help="most minutes spent searching")
+    tune.add_argument("--precisions", help="comma separated (default: the service's guard ladder)")
+    tune.add_argument("--windows-us", type=_levels, help="maxQueueDelayMicroseconds values")
+    tune.add_argument("--batch-sizes", type=_levels, help="maxBatchSize values")
+    tune.add_argument("--instances", type=_levels, help="instancesPerReplica values")
+    tune.add_argument("--levels", type=_levels, default=(1, 4, 16), help="concurrency sweep")
+    tune.add_argument("--measure-ms", type=int, default=3000, help="perf_analyzer window")
+    tune.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also measure the service as written and naive (fp32, one request at a time)",
+    )
+    tune.add_argument("--replay", type=Path, help="answer from an earlier results.json")
+    tune.add_argument("--output", type=Path, default=Path("results/tune"))
+    tune.add_argument("--perf-analyzer", help="perf_analyzer binary (default: hack script)")
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -211,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_prepare(args)
     if args.command == "serve-local":
         return run_serve_local(args)
+    if args.command == "tune":
+        from tenfold_runtime.tune_cli import run_tune
+
+        return run_tune(args, "tenfold-runtime " + shlex.join(argv))
     if args.command == "compare-backends":
         from tenfold_runtime.compare import compare_backends
 
