@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV = $(shell bash hack/python-env.sh 2>/dev/null | tail -1)
 PY = $(VENV)/bin/python
 
-.PHONY: help demo test unit lint crds chart manifests bench testbed-up testbed-down env
+.PHONY: help demo test unit lint crds chart manifests bench report testbed-up testbed-down env
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ chart: ## lint the Helm chart and regenerate manifests/ from it
 
 bench: ## benchmark the runtime on real Triton (writes results/bench and prints the command)
 	$(VENV)/bin/tenfold-runtime bench
+
+report: ## naive vs tenfold on one workload on the real node, priced end to end (docs/report.md; after `make demo`'s setup)
+	bash hack/python-env.sh >/dev/null && $(PY) -m tenfold_tools.report
 
 testbed-up: ## start the local Kubernetes test bed (builds it on first use)
 	$(PY) -m tenfold_tools.testbed up

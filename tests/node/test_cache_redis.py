@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import base64
 import json
-import re
-import urllib.request
 
 import pytest
 
 from tenfold.plan.labels import REDIS_APP_NAME
 from tenfold_tools.testbed import Kubectl
 from tenfold_tools.testbed.node import LOCAL_STORAGE_CLASS, REAL_NODE_NAME
-from tenfold_tools.testbed.workloads import EMBED_CLIENT
+from tenfold_tools.testbed.workloads import EMBED_CLIENT, sidecar_counts
 from tests.integration.operator_support import get_json, wait_for
 from tests.node.support import EXAMPLE_MODEL, serve_example_beside_a_client
 
 NAME = "minilm-redis"
 MODEL = EXAMPLE_MODEL
 TEXTS = ["A cache that forgets on restart is a slower cache.", "Redis keeps what it is told."]
-SIDECAR_METRICS_PORT = 9090
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +50,6 @@ def ask(kubectl: Kubectl, namespace: str) -> dict:
     output = kubectl("exec", "-n", namespace, "client", "--", "python3", "-c", EMBED_CLIENT,
                      host, MODEL, json.dumps(TEXTS), timeout=120).stdout  # fmt: skip
     return json.loads(output)
-
-
-def sidecar_counts(pod_ip: str) -> dict[str, float]:
-    """Hits and misses the sidecar process has counted since it started (all paths)."""
-    url = f"http://{pod_ip}:{SIDECAR_METRICS_PORT}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    counts = {"hits": 0.0, "misses": 0.0}
-    for kind in counts:
-        for value in re.findall(rf"^tenfold_cache_{kind}_total{{[^}}]*}} (\S+)$", text, re.M):
-            counts[kind] += float(value)
-    return counts
 
 
 def cache_restarts(pod: dict) -> int:

@@ -4,10 +4,13 @@ chart, and small Python pods (a web server, a client that sends embedding reques
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import urllib.request
 from collections.abc import Iterable
 from typing import Any, Final
 
+from tenfold.constants import CACHE_METRICS_PORT
 from tenfold_tools.testbed.cluster import Testbed, status
 from tenfold_tools.testbed.layout import REPO_ROOT, TestbedError
 
@@ -179,3 +182,15 @@ def uninstall_operator(testbed: Testbed) -> None:
         "--timeout=120s", check=False, timeout=150,
     )  # fmt: skip
     helm(testbed, "uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--wait")
+
+
+def sidecar_counts(pod_ip: str) -> dict[str, float]:
+    """Hits and misses the sidecar process has counted since it started (all paths)."""
+    url = f"http://{pod_ip}:{CACHE_METRICS_PORT}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    counts = {"hits": 0.0, "misses": 0.0}
+    for kind in counts:
+        for value in re.findall(rf"^tenfold_cache_{kind}_total{{[^}}]*}} (\S+)$", text, re.M):
+            counts[kind] += float(value)
+    return counts

@@ -1,0 +1,1 @@
+"""The tenfold report: one workload served naively and by tenfold, priced end to end."""
