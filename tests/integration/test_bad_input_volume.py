@@ -1,85 +1,259 @@
-"""Bad input at volume: 1,000 generated specs, `tenfold validate` against the apiserver.
+"""Bad input at volume: 1,000 generated specs, `tenfold validate`, the apiserver, the operator.
 
 For each spec drawn by tests/spec_generator.py (valid and invalid, from the CRD's schema):
 the in-process validation (what `tenfold validate` and the operator run) and the
-apiserver's server-side dry run agree; every refusal names a field; and every accepted
-spec renders children (the operator's plan) that the apiserver accepts too, dry run.
-Counts are printed (`-s`); docs/reliability.md quotes them.
+apiserver's server-side dry run agree, and every refusal names a field. Each spec the
+apiserver accepts then goes down the operator's own path, from the body the apiserver
+returns: `reconcile.parse_body`, `reconcile.desired` (what a reconcile writes), every child
+dry-run as `apply` writes it (server-side apply, the tenfold field manager, in the service's
+namespace), and the first status tick (observed status, the autoscaler without Prometheus,
+the conditions) dry-run as a status patch; no step may raise. Then the running operator
+handles a sample of the accepted specs. Counts are printed (`-s`); docs/reliability.md
+quotes them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from kubernetes import client, dynamic
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
+from kubernetes.client.exceptions import ApiException
 
 from tenfold import constants
-from tenfold.api.catalog import load_catalog
-from tenfold.api.resource import InvalidSpecError, parse_inference_service
-from tenfold.plan import build_plan
-from tests.integration.operator_support import dry_run_refusal
-from tests.spec_generator import specs
+from tenfold.api.resource import InferenceService, InvalidSpecError, parse_inference_service
+from tenfold.api.status import ConditionType
+from tenfold.autoscale.loop import Autoscaler
+from tenfold.autoscale.signals import SignalsUnavailableError
+from tenfold.controller import conditions, metrics
+from tenfold.controller import reconcile as rc
+from tenfold.controller.config import OperatorConfig
+from tenfold_tools.testbed import Kubectl, Testbed, wait_established
+from tests.integration.operator_support import OperatorProcess, load_manifest, wait_for
+from tests.spec_generator import EXAMPLES, specs
 
 SPECS = 1000
+SAMPLE = 100  # accepted specs the running operator handles
 NAME = "generated"
+STATUS_TARGET = "status-target"
+MERGE_PATCH = "application/merge-patch+json"  # as kopf patches a status
+# The operator's defaults; this test bed has no price ConfigMap, so cluster_prices finds none.
+CONFIG = OperatorConfig()
+PRICES: dict[str, float] = {}
+SERVICE_MONITOR_CRD = "monitoring.coreos.com_servicemonitors.yaml"
+GENERATION_SETTINGS = settings(max_examples=SPECS, deadline=None, database=None, derandomize=True)
 
 
-def manifest(spec: dict[str, Any]) -> dict[str, Any]:
+def manifest(spec: dict[str, Any], name: str = NAME) -> dict[str, Any]:
     return {
         "apiVersion": f"{constants.API_GROUP}/{constants.API_VERSION}",
         "kind": constants.KIND,
-        "metadata": {"name": NAME},
+        "metadata": {"name": name},
         "spec": spec,
     }
 
 
-def server_refusal(api: client.CustomObjectsApi, namespace: str, body: dict) -> str | None:
-    """The apiserver's refusal of a create (dry run), None when it accepts."""
-    refusal = dry_run_refusal(api, namespace, body)
-    return str(refusal["message"]) if refusal else None
+def dry_run_create(
+    api: client.CustomObjectsApi, namespace: str, body: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the object as the apiserver would store it, None) or (None, its refusal)."""
+    try:
+        stored = api.create_namespaced_custom_object(
+            constants.API_GROUP, constants.API_VERSION, namespace, constants.PLURAL, body,
+            dry_run="All",
+        )  # fmt: skip
+    except ApiException as error:
+        assert error.status == 422, error.body
+        return None, str(error.body)
+    return stored, None
 
 
-def test_validate_and_the_apiserver_agree_on_generated_specs(
-    crd: None, k8s_api: Any, namespace: str
+class NoPrometheus:
+    """The autoscaler's signal source in a test bed without Prometheus."""
+
+    def fetch_all(self, at: float) -> dict:
+        raise SignalsUnavailableError("no Prometheus in this test bed")
+
+
+def first_tick_status(
+    body: dict[str, Any],
+    service: InferenceService,
+    settled: dict[str, Any],
+    deployment: dict[str, Any],
+    seen: Counter[str],
+) -> dict[str, Any]:
+    """What the operator's first status tick writes (actions.refresh_status): the Deployment
+    as the dry run returned it, no pods yet, no Prometheus, no refused cluster price."""
+    key = (service.namespace, service.name)
+    observed = rc.observed_status(service, settled, {key: [deployment]}, {})
+
+    async def scale(namespace: str, name: str, replicas: int) -> None:
+        seen["scale decisions (not written)"] += 1
+
+    autoscaler = Autoscaler(CONFIG.autoscale, scale, source=NoPrometheus())
+    scaling = asyncio.run(
+        autoscaler.tick(
+            service.namespace, service.name, body["spec"], {**settled, **observed},
+            emit=lambda kind, reason, message: None,
+            generation=service.generation, cluster_prices=PRICES,
+        )
+    )  # fmt: skip
+    current = {**observed, **scaling}
+    before = settled.get("conditions") or []
+    current["conditions"] = conditions.merge_conditions(
+        current.get("conditions") or before, conditions.price_conditions(None, before),
+        service.generation, rc.now_rfc3339(),
+    )  # fmt: skip
+    metrics.record_status(service.namespace, service.name, {**settled, **current},
+                          service.spec.budget.hourly_cap())  # fmt: skip
+    return {**settled, **current}
+
+
+class ChildrenDryRun:
+    """Writes what a reconcile decides (reconcile.desired) as apply.py does, dry run."""
+
+    def __init__(self, api_client: Any) -> None:
+        self._client = dynamic.DynamicClient(api_client)
+
+    def _resource(self, obj: dict[str, Any]) -> Any:
+        return self._client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+
+    def write(self, wanted: rc.Desired, namespace: str, seen: Counter[str]) -> dict[str, Any]:
+        """Dry-run every child; returns the Deployment as the apiserver would store it."""
+        for obj in wanted.create_once:
+            self._client.create(self._resource(obj), body=obj, namespace=namespace,
+                                field_manager=constants.FIELD_MANAGER, dry_run="All")  # fmt: skip
+            seen[f"children accepted: {obj['kind']}"] += 1
+        deployment: dict[str, Any] = {}
+        for obj in wanted.objects:
+            assert obj["metadata"]["namespace"] == namespace, obj["metadata"]
+            stored = self._client.server_side_apply(
+                self._resource(obj), body=obj, namespace=namespace,
+                field_manager=constants.FIELD_MANAGER, force_conflicts=True, dry_run="All",
+            )  # fmt: skip
+            seen[f"children accepted: {obj['kind']}"] += 1
+            if obj["kind"] == "Deployment":
+                deployment = stored.to_dict()
+        return deployment
+
+
+@pytest.fixture(scope="module")
+def service_monitor_crd(testbed: Testbed, kubectl: Kubectl) -> Iterator[None]:
+    """prometheus-operator's ServiceMonitor CRD, so that the plan's ServiceMonitors are
+    checked against their own schema too; removed after the module."""
+    crd = testbed.binaries.prometheus_operator_crds / SERVICE_MONITOR_CRD
+    kubectl("apply", "--server-side", "-f", str(crd))
+    wait_established(kubectl, "-f", str(crd))
+    yield
+    kubectl("delete", "-f", str(crd), "--wait=false", check=False)
+
+
+def test_generated_specs_pass_validate_the_apiserver_and_the_operator_path(
+    crd: None, service_monitor_crd: None, k8s_api: Any, namespace: str
 ):
     custom = client.CustomObjectsApi(k8s_api)
-    children_api = dynamic.DynamicClient(k8s_api)
-    catalog = load_catalog()
+    children = ChildrenDryRun(k8s_api)
     seen: Counter[str] = Counter()
+    # A stored service to dry-run the status patches on (the status schema does not depend
+    # on the spec); the generated ones are dry-run only, under NAME.
+    stored = load_manifest(EXAMPLES / "minilm-cpu.yaml", STATUS_TARGET)
+    custom.create_namespaced_custom_object(
+        constants.API_GROUP, constants.API_VERSION, namespace, constants.PLURAL, stored
+    )
 
-    @settings(max_examples=SPECS, deadline=None, database=None, derandomize=True)
+    @GENERATION_SETTINGS
     @given(specs())
     def check(spec: dict[str, Any]) -> None:
         body = manifest(spec)
-        refused = server_refusal(custom, namespace, body)
+        accepted, refused = dry_run_create(custom, namespace, body)
         try:
-            service = parse_inference_service(body, namespace)
+            parse_inference_service(body, namespace)
         except InvalidSpecError as invalid:
             assert refused is not None, f"validate refused, the apiserver accepted: {invalid}"
             assert all(error.path.startswith("spec") for error in invalid.errors), invalid
             assert "spec." in refused, refused
+            rc.invalid_status(str(invalid), {}, 1)  # what the operator would write
             seen["refused by both"] += 1
             return
-        assert refused is None, f"the apiserver refused, validate accepted: {refused}\n{spec}"
+        assert accepted is not None, f"the apiserver refused, validate accepted: {refused}\n{spec}"
         seen["accepted by both"] += 1
-        for child in build_plan(NAME, namespace, service.spec, replicas=1, catalog=catalog,
-                                uid="00000000-0000-0000-0000-000000000000"):  # fmt: skip
-            try:
-                resource = children_api.resources.get(
-                    api_version=child["apiVersion"], kind=child["kind"]
-                )
-            except ResourceNotFoundError:  # ServiceMonitor: no prometheus-operator CRD here
-                seen[f"children skipped ({child['kind']}: kind not served)"] += 1
-                continue
-            children_api.server_side_apply(
-                resource, body=child, namespace=namespace,
-                field_manager=constants.FIELD_MANAGER, dry_run="All",
-            )  # fmt: skip
-            seen["children accepted"] += 1
+        # From here on, the operator's path on the body the apiserver would hand it.
+        service = rc.parse_body(accepted)
+        wanted = rc.desired(service, CONFIG, PRICES)
+        deployment = children.write(wanted, namespace, seen)
+        status = first_tick_status(accepted, service, wanted.status, deployment, seen)
+        custom.patch_namespaced_custom_object_status(
+            constants.API_GROUP, constants.API_VERSION, namespace, constants.PLURAL,
+            STATUS_TARGET, {"status": status}, dry_run="All", _content_type=MERGE_PATCH,
+        )  # fmt: skip
+        seen["status patches accepted"] += 1
 
+    started = time.monotonic()
     check()
-    print(f"generated specs: {SPECS}; {dict(seen)}")
-    assert seen["accepted by both"] and seen["refused by both"]
+    print(f"generated specs: {SPECS}; {dict(sorted(seen.items()))}; "
+          f"{time.monotonic() - started:.0f} s")  # fmt: skip
+    assert seen["accepted by both"] + seen["refused by both"] == SPECS
+    assert seen["accepted by both"] >= SAMPLE and seen["refused by both"]
+
+
+def accepted_sample(size: int) -> list[dict[str, Any]]:
+    """The first `size` generated specs that validate accepts (the test above proves the
+    apiserver accepts the same ones), in draw order."""
+    found: list[dict[str, Any]] = []
+
+    @GENERATION_SETTINGS
+    @given(specs())
+    def collect(spec: dict[str, Any]) -> None:
+        try:
+            parse_inference_service(manifest(spec), "default")
+        except InvalidSpecError:
+            return
+        found.append(spec)
+
+    collect()
+    assert len(found) >= size, len(found)
+    return found[:size]
+
+
+def handled(service: dict[str, Any], deployments: set[str]) -> str | None:
+    """How the operator answered a service: its children, or a Degraded condition."""
+    status = service.get("status") or {}
+    name = service["metadata"]["name"]
+    if status.get("observedGeneration") == service["metadata"]["generation"] and (
+        name in deployments
+    ):
+        return "children"
+    for condition in status.get("conditions") or []:
+        if condition["type"] == ConditionType.DEGRADED.value and condition["status"] == "True":
+            return f"Degraded: {condition['reason']}"
+    return None
+
+
+def test_the_operator_handles_a_sample_of_accepted_generated_specs(
+    service_monitor_crd: None, quiet_operator: OperatorProcess, k8s_api: Any, namespace: str
+):
+    custom = client.CustomObjectsApi(k8s_api)
+    apps = client.AppsV1Api(k8s_api)
+    for index, spec in enumerate(accepted_sample(SAMPLE)):
+        custom.create_namespaced_custom_object(
+            constants.API_GROUP, constants.API_VERSION, namespace, constants.PLURAL,
+            manifest(spec, f"{NAME}-{index:03d}"),
+        )  # fmt: skip
+    started = time.monotonic()
+
+    def answers() -> Counter[str] | None:
+        listed = custom.list_namespaced_custom_object(
+            constants.API_GROUP, constants.API_VERSION, namespace, constants.PLURAL
+        )
+        names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
+        outcomes = [handled(service, names) for service in listed["items"]]
+        return Counter(outcomes) if None not in outcomes and len(outcomes) == SAMPLE else None
+
+    outcomes = wait_for(answers, f"the operator's answer to {SAMPLE} services", timeout=240)
+    print(f"operator on {SAMPLE} accepted generated specs: {dict(outcomes)}; "
+          f"{time.monotonic() - started:.0f} s")  # fmt: skip

@@ -66,6 +66,40 @@ def test_types_are_as_strict_as_the_apiservers(minilm_manifest, path, value):
     assert f"spec.{section}.{field}" in errors_of(minilm_manifest)
 
 
+# Specs the CRD once accepted and whose children the apiserver refused (found by
+# tests/integration/test_bad_input_volume.py): now refused at admission, in both places.
+POD_REFUSED = [
+    ("hardware", "nodeSelector", {"tier": "Not Valid!"}),
+    ("hardware", "nodeSelector", {"Not Valid!": "x"}),
+    ("hardware", "nodeSelector", {"a" * 64: "x"}),
+    ("hardware", "nodeSelector", {"/tier": "x"}),
+    ("hardware", "nodeSelector", {f"{'a' * 254}/tier": "x"}),
+    ("hardware", "tolerations", [{"key": "", "operator": "Equal", "value": "yes"}]),
+    ("hardware", "tolerations", [{"key": "Not Valid!", "operator": "Exists"}]),
+    ("hardware", "tolerations", [{"key": "gpu", "operator": "Equal", "value": "Not Valid!"}]),
+    ("hardware", "tolerations", [{"key": "gpu", "operator": "Exists", "value": "yes"}]),
+    ("cache", "redis", {"storage": "0"}),
+]
+POD_ACCEPTED = [
+    ("hardware", "nodeSelector", {"example.com/tier": "", "tier": "a.b-c_d"}),
+    ("hardware", "tolerations", [{"operator": "Exists"}]),
+    ("hardware", "tolerations", [{"key": "nvidia.com/gpu", "operator": "Exists"}]),
+    ("hardware", "tolerations", [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]),
+]
+
+
+@pytest.mark.parametrize(("section", "field", "value"), POD_REFUSED)
+def test_what_a_pod_refuses_is_refused_at_admission(minilm_manifest, section, field, value):
+    minilm_manifest["spec"][section][field] = value
+    assert any(path.startswith(f"spec.{section}.{field}") for path in errors_of(minilm_manifest))
+
+
+@pytest.mark.parametrize(("section", "field", "value"), POD_ACCEPTED)
+def test_what_a_pod_accepts_is_accepted(minilm_manifest, section, field, value):
+    minilm_manifest["spec"][section][field] = value
+    parse_inference_service(minilm_manifest)
+
+
 def test_out_of_range_list_item_is_indexed(minilm_manifest):
     minilm_manifest["spec"]["batching"]["preferredBatchSizes"] = [8, 0]
     assert "spec.batching.preferredBatchSizes[1]" in errors_of(minilm_manifest)

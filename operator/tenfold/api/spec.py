@@ -7,6 +7,7 @@ definition: by the pydantic validator below and, as CEL, by the apiserver itself
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -43,6 +44,30 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=32)]
 ShortText = Annotated[str, StringConstraints(max_length=253)]
 MAX_QUEUE_DELAY_US = 10_000_000
+# A label key and a label value as the apiserver checks them in a pod's nodeSelector and
+# tolerations: a name of at most 63 characters after an optional DNS-subdomain prefix of at
+# most 253 (the second pattern). `[.]`, not a backslash: the same text is a CEL string.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_PREFIX_PATTERN = r"^([^/]{0,253}/)?[^/]*$"
+LabelValue = Annotated[
+    str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", max_length=63)
+]
+
+
+def is_label_key(text: str) -> bool:
+    """Whether `text` is a label key the apiserver accepts (python side of cel_label_key)."""
+    return all(re.fullmatch(pattern, text) for pattern in (LABEL_KEY_PATTERN, LABEL_PREFIX_PATTERN))
+
+
+def cel_label_key(expression: str) -> str:
+    """CEL: the string `expression` is a label key (CRD side of is_label_key)."""
+    return " && ".join(
+        f"{expression}.matches('{pattern}')"
+        for pattern in (LABEL_KEY_PATTERN, LABEL_PREFIX_PATTERN)
+    )
 
 
 class ApiModel(BaseModel):
@@ -205,6 +230,8 @@ class BatchingSpec(ApiModel):
 class Toleration(ApiModel):
     """A Kubernetes toleration, passed through to the pods."""
 
+    # The pod's own checks of a toleration, so that the apiserver refuses the service rather
+    # than the operator's Deployment (tests/integration/test_bad_input_volume.py found them).
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -213,14 +240,32 @@ class Toleration(ApiModel):
                     "(has(self.effect) && self.effect == 'NoExecute')",
                     "message": "tolerationSeconds needs effect NoExecute",
                     "fieldPath": ".tolerationSeconds",
-                }
+                },
+                {
+                    "rule": f"!has(self.key) || self.key == '' || ({cel_label_key('self.key')})",
+                    "message": "key must be a label key (an optional DNS prefix and '/', then "
+                    "at most 63 letters, digits, '-', '_' or '.')",
+                    "fieldPath": ".key",
+                },
+                {
+                    "rule": "(has(self.key) && self.key != '') || "
+                    "(has(self.operator) && self.operator == 'Exists')",
+                    "message": "operator must be Exists when key is empty",
+                    "fieldPath": ".operator",
+                },
+                {
+                    "rule": "!has(self.operator) || self.operator != 'Exists' || "
+                    "!has(self.value) || self.value == ''",
+                    "message": "value must be empty when operator is Exists",
+                    "fieldPath": ".value",
+                },
             ]
         }
     )
 
     key: ShortText | None = None
     operator: Annotated[str, StringConstraints(pattern=r"^(Exists|Equal)$")] | None = None
-    value: ShortText | None = None
+    value: LabelValue | None = None
     effect: (
         Annotated[str, StringConstraints(pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")]
         | None
@@ -230,14 +275,34 @@ class Toleration(ApiModel):
     )
 
     @model_validator(mode="after")
-    def _seconds_only_for_no_execute(self) -> Toleration:
+    def _as_pods_check_it(self) -> Toleration:
         if self.toleration_seconds is not None and self.effect != "NoExecute":
             raise ValueError("tolerationSeconds needs effect NoExecute")
+        if self.key and not is_label_key(self.key):
+            raise ValueError(f"key must be a label key, not {self.key!r}")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("operator must be Exists when key is empty")
+        if self.operator == "Exists" and self.value:
+            raise ValueError("value must be empty when operator is Exists")
         return self
 
 
 class HardwareSpec(ApiModel):
     """Where the replicas run."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"!has(self.nodeSelector) || "
+                    f"self.nodeSelector.all(k, {cel_label_key('k')})",
+                    "message": "nodeSelector keys must be label keys (an optional DNS prefix "
+                    "and '/', then at most 63 letters, digits, '-', '_' or '.')",
+                    "fieldPath": ".nodeSelector",
+                }
+            ]
+        }
+    )
 
     gpu_type: Annotated[str, StringConstraints(max_length=32)] = Field(
         "cpu", description="GPU type from the catalog (T4, L4, A10G, A100-80GB, H100...) or cpu."
@@ -248,8 +313,10 @@ class HardwareSpec(ApiModel):
     cpu: Quantity = Field("2", description="CPU request per replica (Kubernetes quantity).")
     memory: Quantity = Field("4Gi", description="Memory request per replica.")
     spot: bool = Field(False, description="Allow spot capacity (priced at the spot rate).")
-    node_selector: dict[ShortText, ShortText] = Field(
-        default_factory=dict, description="Extra node selector labels."
+    node_selector: dict[ShortText, LabelValue] = Field(
+        default_factory=dict,
+        max_length=32,  # bounds the cost of the CEL check of its keys
+        description="Extra node selector labels.",
     )
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=32, description="Extra tolerations."
@@ -259,6 +326,14 @@ class HardwareSpec(ApiModel):
     @classmethod
     def _is_quantity(cls, value: str) -> str:
         parse_quantity(value)
+        return value
+
+    @field_validator("node_selector")
+    @classmethod
+    def _label_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(key for key in value if not is_label_key(key))
+        if bad:
+            raise ValueError(f"nodeSelector keys must be label keys, not {bad}")
         return value
 
     def cpu_cores(self) -> float:
@@ -273,10 +348,26 @@ class HardwareSpec(ApiModel):
 class RedisSpec(ApiModel):
     """The Redis behind the cache sidecar."""
 
+    # A volume claim of zero bytes is refused by the apiserver, so the managed Redis's
+    # StatefulSet would be (found by tests/integration/test_bad_input_volume.py).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.storage) || "
+                    "quantity(self.storage).isGreaterThan(quantity('0'))",
+                    "message": "storage must be more than zero",
+                    "fieldPath": ".storage",
+                }
+            ]
+        }
+    )
+
     url: Annotated[str, StringConstraints(pattern=r"^rediss?://\S+$", max_length=512)] | None = (
         Field(None, description="External Redis URL; empty: an operator-managed Redis.")
     )
     storage: Quantity = Field("1Gi", description="Volume size of an operator-managed Redis.")
+
     credentials_secret: (
         Annotated[str, StringConstraints(pattern=KUBERNETES_NAME, max_length=253)] | None
     ) = Field(
@@ -287,6 +378,13 @@ class RedisSpec(ApiModel):
             "`url`: the operator-managed Redis gets a generated password of its own."
         ),
     )
+
+    @field_validator("storage")
+    @classmethod
+    def _more_than_zero(cls, value: str) -> str:
+        if parse_quantity(value) <= 0:
+            raise ValueError("storage must be more than zero")
+        return value
 
 
 class CacheSpec(ApiModel):

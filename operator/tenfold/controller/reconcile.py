@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Generic, TypeVar
@@ -95,42 +96,59 @@ def parse_body(body: Mapping[str, Any]) -> InferenceService:
     )
 
 
-def ensure_redis_password(service: InferenceService) -> None:
-    """Create the managed Redis's Secret, with a generated password, the first time; later
-    reconciles leave it as it is (Redis and the sidecars already use it)."""
-    if not wants_managed_redis(service.spec):
-        return
-    password = secrets.token_urlsafe(32)
-    secret = build_redis_auth_secret(service.name, service.namespace, password)
-    apply.create_once(with_owner(secret, service.name, service.uid))
+@dataclass(frozen=True)
+class Desired:
+    """What one reconcile writes: `create_once` is created when absent and then left alone
+    (the managed Redis's Secret, with a fresh password), `objects` are server-side applied
+    in order, and `status` holds the status fields the reconcile settles."""
+
+    create_once: list[dict[str, Any]]
+    objects: list[dict[str, Any]]
+    status: dict[str, Any]
 
 
-def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, Any]:
-    """Apply the plan for the service; returns the status fields it settles."""
+def desired(
+    service: InferenceService, config: OperatorConfig, prices: Mapping[str, float]
+) -> Desired:
+    """Everything a reconcile of `service` writes, decided without touching the cluster;
+    `prices` are the cluster's price overrides (cluster_prices)."""
     catalog = load_catalog()
-    cost = service_cost(service.spec, catalog, cluster_prices(config).prices)
-    to_run = replicas_to_run(service.spec, cost)
-    replicas = to_run.replicas
+    to_run = replicas_to_run(service.spec, service_cost(service.spec, catalog, prices))
     objects = build_plan(
         service.name,
         service.namespace,
         service.spec,
-        replicas=replicas,
+        replicas=to_run.replicas,
         surge=to_run.surge,
         uid=service.uid,
         catalog=catalog,
         default_image=config.runtime_image,
         redis_image=config.redis_image,
     )
-    ensure_redis_password(service)
-    apply.apply_objects(objects)
-    apply.prune_children(service.name, service.namespace, objects)
-    return {
+    once: list[dict[str, Any]] = []
+    if wants_managed_redis(service.spec):
+        secret = build_redis_auth_secret(service.name, service.namespace, secrets.token_urlsafe(32))
+        once.append(with_owner(secret, service.name, service.uid))
+    status = {
         "observedGeneration": service.generation,
-        "desiredReplicas": replicas,
+        "desiredReplicas": to_run.replicas,
         "selector": pod_selector(service.name),
         "endpoints": conditions.endpoints(service.name, service.namespace, service.spec),
     }
+    return Desired(once, objects, status)
+
+
+def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, Any]:
+    """Apply the plan for the service; returns the status fields it settles.
+
+    A Secret created once keeps its first password: Redis and the sidecars already use it.
+    """
+    wanted = desired(service, config, cluster_prices(config).prices)
+    for obj in wanted.create_once:
+        apply.create_once(obj)
+    apply.apply_objects(wanted.objects)
+    apply.prune_children(service.name, service.namespace, wanted.objects)
+    return wanted.status
 
 
 def observed_status(
