@@ -242,6 +242,33 @@ def test_delete_removes_children_through_garbage_collection(
     wait_for(lambda: not pods_of(kubectl, namespace, "minilm"), "pods garbage-collected")
 
 
+def test_a_child_the_plan_no_longer_holds_is_pruned_and_the_status_lists_the_children(
+    quiet_operator: OperatorProcess, kubectl: Kubectl, namespace: str
+):
+    manifest = minilm("pruned")
+    manifest["spec"]["cache"] = {"mode": "redis"}
+    manifest["spec"]["budget"] = {"maxCostPerHour": 5}
+    apply_manifest(kubectl, namespace, manifest)
+
+    def children() -> list[str]:
+        status = get_json(kubectl, namespace, "inferenceservice", "pruned").get("status") or {}
+        return list(status.get("children") or [])
+
+    wait_for(lambda: "StatefulSet/pruned-redis" in children(), "status.children with Redis")
+    listed = children()
+    assert listed == sorted(listed) and "Deployment/pruned" in listed
+    assert get_json_or_none(kubectl, namespace, "statefulset", "pruned-redis") is not None
+    manifest["spec"]["cache"] = {"mode": "none"}
+    apply_manifest(kubectl, namespace, manifest)
+    for kind in ("statefulset", "service", "networkpolicy"):
+        wait_for(
+            lambda k=kind: get_json_or_none(kubectl, namespace, k, "pruned-redis") is None,
+            f"{kind}/pruned-redis pruned after the cache mode changed to none",
+        )
+    wait_for(lambda: not any("redis" in c for c in children()), "status.children without Redis")
+    assert get_json_or_none(kubectl, namespace, "deployment", "pruned") is not None
+
+
 @pytest.mark.parametrize("server_side", [False, True], ids=["client-side", "server-side"])
 def test_reapplying_unchanged_yaml_changes_nothing(
     quiet_operator: OperatorProcess,

@@ -9,7 +9,7 @@ from tenfold.api.resource import parse_spec
 from tenfold.api.status import ConditionStatus, ConditionType
 from tenfold.autoscale.limits import ToRun, replicas_to_run, rollout_surge
 from tenfold.controller import conditions as rules
-from tenfold.controller.reconcile import changed_fields
+from tenfold.controller.reconcile import changed_fields, child_names, needs_prune, recorded_children
 
 NOW, LATER = "2026-11-22T10:00:00Z", "2026-11-22T10:05:00Z"
 
@@ -212,3 +212,29 @@ def test_a_refused_price_sets_prices_refused_and_posts_one_event():
     (cleared,) = rules.price_conditions(None, reported)
     assert cleared.status.value == "False" and cleared.reason == "PricesValid"
     assert rules.price_conditions(None, []) == []
+
+
+def test_children_are_listed_sorted_by_kind_and_name() -> None:
+    objects = [
+        {"kind": "Service", "metadata": {"name": "a"}},
+        {"kind": "Deployment", "metadata": {"name": "a"}},
+    ]
+    assert child_names(objects) == ["Deployment/a", "Service/a"]
+    assert recorded_children({"status": {"children": ["Deployment/a"]}}) == ["Deployment/a"]
+    assert recorded_children({"status": {}}) is None and recorded_children({}) is None
+
+
+@pytest.mark.parametrize(
+    ("previous", "planned", "generation", "prune"),
+    [
+        (None, ["Deployment/a"], 1, False),  # a new service: no earlier plan left anything
+        (None, ["Deployment/a"], 2, True),  # an older operator never recorded its children
+        (["Deployment/a"], ["Deployment/a"], 7, False),  # the same plan: nothing to look for
+        (["Deployment/a", "StatefulSet/a-redis"], ["Deployment/a"], 3, True),  # one dropped
+        (["Deployment/a"], ["Deployment/a", "Service/a"], 3, True),  # one added
+    ],
+)
+def test_a_prune_lists_children_only_when_the_plan_changed(
+    previous: list[str] | None, planned: list[str], generation: int, prune: bool
+) -> None:
+    assert needs_prune(previous, planned, generation) is prune

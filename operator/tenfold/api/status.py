@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -115,6 +115,12 @@ class InferenceServiceStatus(ApiModel):
     desired_replicas: int | None = Field(None, description="Replicas last decided.")
     selector: str | None = Field(None, description="Label selector of the pods (scale).")
     endpoints: Endpoints | None = Field(None, description="Where to send requests.")
+    children: list[Annotated[str, Field(max_length=320)]] | None = Field(
+        None,
+        description="The children (Kind/name) the last applied plan holds; a reconcile looks "
+        "for children to delete only when its plan's list differs.",
+        max_length=64,
+    )
     precision: str | None = Field(
         None,
         description="Precision actually served, as the prepare init container reported it; "

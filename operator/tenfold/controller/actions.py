@@ -64,7 +64,7 @@ def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: OperatorCo
         patch.status.update(rc.invalid_status(str(invalid), previous, generation))
         raise kopf.PermanentError(str(invalid)) from None
     try:
-        settled = rc.reconcile(service, config)
+        settled = rc.reconcile(service, config, rc.recorded_children(body))
     except ApiException as error:
         metrics.RECONCILES.labels("retry").inc()
         if error.status in REFUSAL_STATUSES:
@@ -112,7 +112,7 @@ def repair_drift(
     if owner is None or not drift.may_repair(owner):
         return False
     try:
-        rc.reconcile(rc.parse_body(owner), config)
+        rc.reconcile(rc.parse_body(owner), config, rc.recorded_children(owner))
         # The children exist again: the resync's held listing must not apply them once more.
         resync.note_applied(str(metadata.get("namespace")), str(owner_name))
     except (InvalidSpecError, ApiException, MissingApiError) as error:
@@ -139,7 +139,7 @@ def resync_missing_children(
     present = held.kinds_by_owner.get(service.name, set())
     missing = drift.missing_after_listing(body, present, held.listed_at)
     if missing:
-        rc.reconcile(service, config)
+        rc.reconcile(service, config, rc.recorded_children(body))
         resync.note_applied(service.namespace, service.name)
         metrics.RECONCILES.labels("repaired").inc()
         _log.info(

@@ -11,7 +11,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -138,17 +138,47 @@ def desired(
     return Desired(once, objects, status)
 
 
-def reconcile(service: InferenceService, config: OperatorConfig) -> dict[str, Any]:
+def child_names(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The plan's children as sorted `Kind/name` (status.children)."""
+    return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+
+
+def recorded_children(body: Mapping[str, Any]) -> list[str] | None:
+    """status.children of a service body: what its last applied plan held (None: unknown)."""
+    children = (body.get("status") or {}).get("children")
+    return list(children) if isinstance(children, list) else None
+
+
+def needs_prune(previous: Sequence[str] | None, planned: Sequence[str], generation: int) -> bool:
+    """Whether a reconcile must look for children its plan no longer holds.
+
+    Only a plan whose children differ from the last applied one can leave any behind; so
+    the 7 LISTs of a prune are spent only then, not on every reconcile (they were the main
+    apiserver cost per service at scale). With nothing recorded, a first generation has no
+    earlier plan (children of a deleted namesake belong to another uid and are the garbage
+    collector's); a later one may (an operator that never recorded them), so it prunes.
+    """
+    if previous is None:
+        return generation > 1
+    return set(previous) != set(planned)
+
+
+def reconcile(
+    service: InferenceService, config: OperatorConfig, previous_children: Sequence[str] | None
+) -> dict[str, Any]:
     """Apply the plan for the service; returns the status fields it settles.
 
     A Secret created once keeps its first password: Redis and the sidecars already use it.
+    `previous_children` is status.children (recorded_children), which decides the prune.
     """
     wanted = desired(service, config, cluster_prices(config).prices)
     for obj in wanted.create_once:
         apply.create_once(obj)
     apply.apply_objects(wanted.objects)
-    apply.prune_children(service.name, service.namespace, wanted.objects)
-    return wanted.status
+    planned = child_names(wanted.objects)
+    if needs_prune(previous_children, planned, service.generation):
+        apply.prune_children(service.name, service.namespace, wanted.objects)
+    return {**wanted.status, "children": planned}
 
 
 def observed_status(
