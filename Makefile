@@ -23,6 +23,7 @@ lint: ## ruff (lint + format check), mypy, and the import layering of docs/archi
 
 crds: ## regenerate crds/ and docs/api.md from the pydantic API models
 	$(VENV)/bin/tenfold crd > crds/serving.tenfold.dev_inferenceservices.yaml
+	$(VENV)/bin/tenfold crd --kind InferenceTuning > crds/serving.tenfold.dev_inferencetunings.yaml
 	$(VENV)/bin/tenfold crd --reference > docs/api.md
 	bash hack/manifests.sh
 

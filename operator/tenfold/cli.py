@@ -43,7 +43,7 @@ def command_crd(args: argparse.Namespace, out: TextIO) -> int:
 
         out.write(render_reference())
     else:
-        out.write(render_crd())
+        out.write(render_crd(args.kind))
     return 0
 
 
@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     crd = sub.add_parser("crd", help="print the InferenceService CRD generated from the API models")
     crd.add_argument("--reference", action="store_true", help="print the Markdown reference")
+    crd.add_argument(
+        "--kind",
+        choices=[constants.KIND, constants.TUNING_KIND],
+        default=constants.KIND,
+        help="which kind's CRD (InferenceTuning: issue 15, not reconciled yet)",
+    )
     validate = sub.add_parser("validate", help="validate InferenceService manifests")
     validate.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
     render = sub.add_parser("render", help="print the objects the operator would apply")

@@ -10,6 +10,11 @@ SINGULAR: Final = "inferenceservice"
 # KServe owns "isvc"; "tfis" keeps both operators usable in one cluster.
 SHORT_NAMES: Final = ("tfis",)
 CATEGORIES: Final = ("tenfold", "all")
+# The configuration search of one InferenceService (issue 15; not reconciled yet).
+TUNING_KIND: Final = "InferenceTuning"
+TUNING_PLURAL: Final = "inferencetunings"
+TUNING_SINGULAR: Final = "inferencetuning"
+TUNING_SHORT_NAMES: Final = ("tftune",)
 
 FIELD_MANAGER: Final = "tenfold"
 ANNOTATION_PREFIX: Final = "tenfold.dev"

@@ -15,8 +15,9 @@ import yaml
 from tenfold import constants
 from tenfold.api.resource import MAX_NAME_LENGTH
 from tenfold.api.rules import cel_validations
-from tenfold.api.spec import InferenceServiceSpec
+from tenfold.api.spec import ApiModel, InferenceServiceSpec
 from tenfold.api.status import InferenceServiceStatus
+from tenfold.api.tuning import InferenceTuningSpec, InferenceTuningStatus
 
 # JSON-schema keywords a structural CRD schema may carry.
 _KEPT = (
@@ -86,7 +87,7 @@ def structural_schema(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, A
     return out
 
 
-def model_schema(model: type[InferenceServiceSpec] | type[InferenceServiceStatus]) -> dict:
+def model_schema(model: type[ApiModel]) -> dict:
     """The structural schema of one API model, camelCase as users write it."""
     raw = model.model_json_schema(by_alias=True, mode="serialization")
     return structural_schema(raw, raw.get("$defs", {}))
@@ -128,23 +129,101 @@ def _printer_columns() -> list[dict[str, Any]]:
 
 
 def build_crd() -> dict[str, Any]:
-    """The complete CustomResourceDefinition object."""
+    """The complete InferenceService CustomResourceDefinition."""
+    return _definition(
+        constants.KIND,
+        constants.PLURAL,
+        constants.SINGULAR,
+        list(constants.SHORT_NAMES),
+        "InferenceService serves one model on Triton, quantized under an accuracy guard, "
+        "batched, cached and autoscaled within a cost budget.",
+        _spec_schema(),
+        model_schema(InferenceServiceStatus),
+        subresources={
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
+        },
+        columns=_printer_columns(),
+        # Children are named <name>-config and <name>-redis.
+        validations=[
+            {
+                "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+                "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters",
+            }
+        ],
+    )
+
+
+def build_tuning_crd() -> dict[str, Any]:
+    """The InferenceTuning CustomResourceDefinition (issue 15; not reconciled yet)."""
+    ready = '.status.conditions[?(@.type=="Ready")].status'
+    return _definition(
+        constants.TUNING_KIND,
+        constants.TUNING_PLURAL,
+        constants.TUNING_SINGULAR,
+        list(constants.TUNING_SHORT_NAMES),
+        "InferenceTuning searches the cheapest configuration of one InferenceService that "
+        "meets its p95 SLO and accuracy guard, and recommends or applies the winner.",
+        default_empty_containers(model_schema(InferenceTuningSpec)),
+        model_schema(InferenceTuningStatus),
+        subresources={"status": {}},
+        columns=[
+            {"name": "Service", "type": "string", "jsonPath": ".spec.serviceName"},
+            {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+            {"name": "Ready", "type": "string", "jsonPath": ready},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        validations=[],
+    )
+
+
+def _definition(
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    *,
+    subresources: dict[str, Any],
+    columns: list[dict[str, Any]],
+    validations: list[dict[str, str]],
+) -> dict[str, Any]:
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+    if validations:
+        root["x-kubernetes-validations"] = validations
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{constants.PLURAL}.{constants.API_GROUP}",
+            "name": f"{plural}.{constants.API_GROUP}",
             "labels": {constants.LABEL_PART_OF: "tenfold"},
         },
         "spec": {
             "group": constants.API_GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": constants.KIND,
-                "listKind": f"{constants.KIND}List",
-                "plural": constants.PLURAL,
-                "singular": constants.SINGULAR,
-                "shortNames": list(constants.SHORT_NAMES),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
                 "categories": list(constants.CATEGORIES),
             },
             "versions": [
@@ -152,46 +231,17 @@ def build_crd() -> dict[str, Any]:
                     "name": constants.API_VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.replicas",
-                            "statusReplicasPath": ".status.replicas",
-                            "labelSelectorPath": ".status.selector",
-                        },
-                    },
-                    "additionalPrinterColumns": _printer_columns(),
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "InferenceService serves one model on Triton, "
-                            "quantized under an accuracy guard, batched, cached and "
-                            "autoscaled within a cost budget.",
-                            "required": ["spec"],
-                            # Children are named <name>-config and <name>-redis.
-                            "x-kubernetes-validations": [
-                                {
-                                    "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
-                                    "message": f"metadata.name must be at most "
-                                    f"{MAX_NAME_LENGTH} characters",
-                                }
-                            ],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": _spec_schema(),
-                                "status": model_schema(InferenceServiceStatus),
-                            },
-                        }
-                    },
+                    "subresources": subresources,
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": root},
                 }
             ],
         },
     }
 
 
-def render_crd() -> str:
-    """The CRD as YAML, byte-stable for the golden test."""
+def render_crd(kind: str = constants.KIND) -> str:
+    """The CRD of `kind` as YAML, byte-stable for the golden test."""
     header = "# Generated by `tenfold crd` from operator/tenfold/api; do not edit by hand.\n"
-    return header + yaml.safe_dump(build_crd(), sort_keys=True, width=100)
+    crd = build_tuning_crd() if kind == constants.TUNING_KIND else build_crd()
+    return header + yaml.safe_dump(crd, sort_keys=True, width=100)

@@ -74,3 +74,25 @@ class QueueTimeoutAction(StrEnum):
 
     REJECT = "reject"
     DELAY = "delay"
+
+
+class TuningMode(StrEnum):
+    """How a tuning walks its grid: quick hill climbing, or every candidate."""
+
+    QUICK = "quick"
+    BRUTE = "brute"
+
+
+class TuningObjective(StrEnum):
+    """What a tuning optimizes: cost per 1,000 requests at the SLO, throughput at the SLO, p95."""
+
+    COST = "cost"
+    THROUGHPUT = "throughput"
+    P95 = "p95"
+
+
+class TuningAction(StrEnum):
+    """What a tuning does with its winner: write it to status, or patch the service."""
+
+    RECOMMEND = "recommend"
+    APPLY = "apply"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tenfold import constants
-from tenfold.api.crd import build_crd
+from tenfold.api.crd import build_crd, build_tuning_crd
 from tenfold.api.enums import Backend, ModelFormat, Task
 from tenfold.api.rules import cel_validations
 from tenfold.api.serving import DIMENSIONS, SERVING, ServingTable
@@ -45,9 +45,18 @@ def render_reference() -> str:
         "`operator/tenfold/api/`; do not edit by hand.",
         "",
     ]
+    lines += _field_tables(root, "##")
+    lines += ["## Cross-field rules (enforced by the apiserver and by `tenfold validate`)", ""]
+    lines += [f"- `spec{v['fieldPath']}`: {v['message']}" for v in cel_validations()]
+    lines += ["", *render_serving_table(SERVING), "", *render_tuning_reference()]
+    return "\n".join(lines) + "\n"
+
+
+def _field_tables(root: dict[str, Any], heading: str) -> list[str]:
+    lines: list[str] = []
     for section in ("spec", "status"):
         lines += [
-            f"## {section}",
+            f"{heading} {section}",
             "",
             "| field | type | default | description |",
             "|---|---|---|---|",
@@ -56,10 +65,23 @@ def render_reference() -> str:
             f"| `{f}` | {k} | {d} | {text} |" for f, k, d, text in _rows(root[section], section)
         ]
         lines.append("")
-    lines += ["## Cross-field rules (enforced by the apiserver and by `tenfold validate`)", ""]
-    lines += [f"- `spec{v['fieldPath']}`: {v['message']}" for v in cel_validations()]
-    lines += ["", *render_serving_table(SERVING)]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def render_tuning_reference() -> list[str]:
+    """The InferenceTuning kind's fields (issue 15: generated and validated, not reconciled)."""
+    root = build_tuning_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    lines = [
+        "## InferenceTuning",
+        "",
+        f"`{constants.API_GROUP}/{constants.API_VERSION}`, kind `{constants.TUNING_KIND}`, "
+        f"short name `{constants.TUNING_SHORT_NAMES[0]}`: the configuration search of one "
+        "InferenceService. The operator does not reconcile it yet and the Helm chart does not "
+        "ship its CRD (`crds/` holds it); `tenfold-runtime tune` runs the same search on one "
+        "machine ([tuning.md](tuning.md)).",
+        "",
+    ]
+    return lines + _field_tables(root, "###")
 
 
 def _cell(table: ServingTable, task: Task, format: ModelFormat, backend: Backend) -> str:

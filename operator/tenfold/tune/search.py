@@ -14,30 +14,20 @@ closed-loop level whose p95 is within `autoscaling.targetP95LatencyMs`.
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tenfold.api.cost import cost_per_1k_requests
-from tenfold.api.enums import Precision
+from tenfold.api.enums import Precision, TuningMode, TuningObjective
 from tenfold.tune.space import Candidate, SearchSpace
 
-
-class Objective(enum.StrEnum):
-    """What the search optimizes."""
-
-    COST = "cost"  # USD per 1,000 requests at the SLO, lower is better
-    THROUGHPUT = "throughput"  # requests/s at the SLO, higher is better
-    P95 = "p95"  # p95 latency (ms) at the level chosen, lower is better
-
-
-class Mode(enum.StrEnum):
-    """How the grid is walked."""
-
-    QUICK = "quick"
-    BRUTE = "brute"
+# The InferenceTuning kind's own enums: one spelling for the API, the CLI and the search.
+# cost: USD per 1,000 requests at the SLO, lower is better; throughput: requests/s at the
+# SLO, higher is better; p95: latency (ms) of the level chosen, lower is better.
+Objective = TuningObjective
+Mode = TuningMode
 
 
 @dataclass(frozen=True)
