@@ -101,8 +101,13 @@ def add_tune_parser(commands: argparse._SubParsersAction) -> None:
         "tune", help="search the cheapest configuration that meets the SLO, on this machine"
     )
     tune.add_argument("-f", "--filename", type=Path, required=True, help="InferenceService YAML")
-    tune.add_argument("--mode", choices=["quick", "brute"], default="quick")
-    tune.add_argument("--objective", choices=["cost", "throughput", "p95"], default="cost")
+    tune.add_argument(
+        "--tuning",
+        type=Path,
+        help="an InferenceTuning YAML: its space, mode, objective, load and budget (flags win)",
+    )
+    tune.add_argument("--mode", choices=["quick", "brute"], help="default: quick")
+    tune.add_argument("--objective", choices=["cost", "throughput", "p95"], help="default: cost")
     tune.add_argument("--patch", action="store_true", help="print the winner as a YAML patch")
     tune.add_argument("--max-trials", type=int, help="most candidates measured")
     tune.add_argument("--minutes", type=float, help="most minutes spent searching")
@@ -110,8 +115,8 @@ def add_tune_parser(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--windows-us", type=_levels, help="maxQueueDelayMicroseconds values")
     tune.add_argument("--batch-sizes", type=_levels, help="maxBatchSize values")
     tune.add_argument("--instances", type=_levels, help="instancesPerReplica values")
-    tune.add_argument("--levels", type=_levels, default=(1, 4, 16), help="concurrency sweep")
-    tune.add_argument("--measure-ms", type=int, default=3000, help="perf_analyzer window")
+    tune.add_argument("--levels", type=_levels, help="concurrency sweep (default: 4,16)")
+    tune.add_argument("--measure-ms", type=int, help="perf_analyzer window (default: 2000)")
     tune.add_argument(
         "--baselines",
         action="store_true",

@@ -72,6 +72,9 @@ class LocalRunner:
     perf_analyzer: str | None = None
     prepared: dict[Precision, Prepared] = field(default_factory=dict)
     count: int = 0
+    # The 1-minute load average before and after each trial: this machine is shared, and a
+    # figure measured beside another workload says so in results.json.
+    loads: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +131,7 @@ class LocalRunner:
         runs = trial / "runs"
         runs.mkdir()
         log.info("tune: measuring %s", candidate.label())
+        before = os.getloadavg()[0]
         try:
             with start_triton(trial / "repository", log_path=trial / "tritonserver.log") as handle:
                 points = run_perf_analyzer(
@@ -142,6 +146,14 @@ class LocalRunner:
                 )
         except (TritonError, RuntimeError, OSError) as error:
             return Outcome(rejected=f"measurement failed: {last_line(str(error))}")
+        finally:
+            self.loads.append(
+                {
+                    "trial": trial.name,
+                    "candidate": candidate.label(),
+                    "load1": [before, os.getloadavg()[0]],
+                }
+            )
         levels = tuple(Level(p.concurrency, p.throughput, p.p95_ms) for p in points)
         return Outcome(
             levels=levels, accuracy=prepared.accuracy_drop, precision_served=prepared.served

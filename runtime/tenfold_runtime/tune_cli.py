@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from tenfold.api.enums import Precision
 from tenfold.api.resource import InferenceService, InvalidSpecError, parse_inference_service
+from tenfold.api.tuning import InferenceTuningSpec
+from tenfold.constants import TUNING_KIND
 from tenfold.tune.patch import build_patch
 from tenfold.tune.search import (
     Budget,
@@ -87,10 +90,61 @@ def space_from_args(service: InferenceService, args: argparse.Namespace) -> Sear
     )
 
 
+def read_tuning(path: Path, service: InferenceService) -> InferenceTuningSpec:
+    """The InferenceTuning of `path`, validated, and naming `service`."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    except (OSError, yaml.YAMLError) as error:
+        raise TuneInputError(f"{path}: {error}") from None
+    tunings = [d for d in documents if isinstance(d, dict) and d.get("kind") == TUNING_KIND]
+    if len(tunings) != 1 or not isinstance(tunings[0].get("spec"), dict):
+        raise TuneInputError(f"{path}: expected one {TUNING_KIND} with a spec")
+    try:
+        tuning = InferenceTuningSpec.model_validate(tunings[0]["spec"])
+    except ValidationError as error:
+        lines = "\n  ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise TuneInputError(f"{path}: not a valid {TUNING_KIND}:\n  {lines}") from None
+    if tuning.service_name != service.name:
+        raise TuneInputError(
+            f"{path}: spec.serviceName is {tuning.service_name!r}, the service file holds "
+            f"{service.name!r}"
+        )
+    return tuning
+
+
+def merge_tuning(args: argparse.Namespace, tuning: InferenceTuningSpec) -> argparse.Namespace:
+    """The command line's values, and the tuning's (or the API's defaults) where none is given."""
+    space, merged = tuning.search_space, argparse.Namespace(**vars(args))
+    given = {
+        "mode": str(tuning.mode),
+        "objective": str(tuning.objective),
+        "levels": tuple(tuning.load.concurrency),
+        "measure_ms": tuning.load.measurement_milliseconds,
+        "max_trials": tuning.budget.max_trials,
+        "minutes": tuning.budget.minutes,
+        "precisions": ",".join(space.precisions) if space.precisions else None,
+        "windows_us": tuple(space.max_queue_delay_microseconds) or None,
+        "batch_sizes": tuple(space.max_batch_sizes) or None,
+        "instances": tuple(space.instances_per_replica) or None,
+    }
+    for key, value in given.items():
+        if getattr(merged, key) is None:
+            setattr(merged, key, value)
+    return merged
+
+
 def run_tune(args: argparse.Namespace, command: str) -> int:
     """tune: exit 0 with a winner, 1 when no candidate meets the constraints, 2 on bad input."""
     try:
         service, manifest = read_service(args.filename)
+        tuning = (
+            read_tuning(args.tuning, service)
+            if args.tuning
+            else InferenceTuningSpec(service_name=service.name)
+        )
+        args = merge_tuning(args, tuning)
         space = space_from_args(service, args)
         validate_space(manifest["spec"], space)
         budget = Budget(max_trials=args.max_trials, minutes=args.minutes)
@@ -148,7 +202,13 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
         command,
         result,
         baselines,
-        {"mode": args.mode, "objective": str(objective), "slo_ms": slo, "grid": space.size()},
+        {
+            "mode": args.mode,
+            "objective": str(objective),
+            "slo_ms": slo,
+            "grid": space.size(),
+            "load1_per_trial": getattr(runner, "loads", []),
+        },
     )
     report = render_report(command, result, baselines, objective, space.size())
     (output / "results.md").write_text(report)
@@ -223,7 +283,9 @@ def render_report(
                 if winner is not None and quality(trial, winner, objective) > 0
                 else "–"
             )
-            cost = "–" if trial.cost_per_1k is None else f"{trial.cost_per_1k:.6f}"
+            cost = trial.reason or (
+                "–" if trial.cost_per_1k is None else f"{trial.cost_per_1k:.6f}"
+            )
             thr = "–" if trial.throughput is None else f"{trial.throughput:.1f}"
             lines.append(f"| {name} | {trial.candidate.label()} | {thr} | {cost} | {gain} |")
     return "\n".join(lines) + "\n"

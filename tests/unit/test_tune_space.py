@@ -117,3 +117,58 @@ def test_tune_refuses_bad_spaces_and_budgets_before_measuring(
     assert _tune(tmp_path, "-f", str(EXAMPLE), *args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing prepared, nothing served
+
+
+def _tuning(tmp_path: Path, spec: dict) -> Path:
+    path = tmp_path / "tuning.yaml"
+    document = {
+        "apiVersion": "serving.tenfold.dev/v1alpha1",
+        "kind": "InferenceTuning",
+        "metadata": {"name": "t"},
+        "spec": spec,
+    }
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"serviceName": "other"}, "spec.serviceName is 'other'"),
+        ({"serviceName": "minilm", "budget": {"maxTrials": 0}}, "spec.budget.maxTrials"),
+        (
+            {"serviceName": "minilm", "searchSpace": {"maxQueueDelayMicroseconds": [300000]}},
+            "spec.batching.maxQueueDelayMicroseconds",
+        ),
+    ],
+)
+def test_tune_refuses_a_bad_tuning_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: dict, message: str
+) -> None:
+    assert _tune(tmp_path, "-f", str(EXAMPLE), "--tuning", str(_tuning(tmp_path, spec))) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_command_line_wins_over_the_tuning_file(manifest: dict) -> None:
+    import argparse
+
+    from tenfold.api.tuning import InferenceTuningSpec
+    from tenfold_runtime.tune_cli import merge_tuning
+
+    tuning = InferenceTuningSpec.model_validate(
+        {
+            "serviceName": "minilm",
+            "mode": "brute",
+            "searchSpace": {"instancesPerReplica": [1], "maxBatchSizes": [16]},
+            "budget": {"maxTrials": 9},
+        }
+    )
+    keys = ("mode", "objective", "levels", "measure_ms", "max_trials", "minutes", "precisions")
+    args = argparse.Namespace(
+        **dict.fromkeys(keys), windows_us=None, batch_sizes=(8,), instances=None
+    )
+    merged = merge_tuning(args, tuning)
+    assert merged.mode == "brute" and merged.objective == "cost" and merged.max_trials == 9
+    assert merged.levels == (4, 16) and merged.measure_ms == 2000
+    assert merged.batch_sizes == (8,) and merged.instances == (1,)
+    assert merged.precisions is None and merged.windows_us is None  # the service's defaults
