@@ -191,10 +191,13 @@ class RecordedRunner:
         return cls(outcomes)
 
     def evaluate(self, candidate: Candidate) -> Outcome:
-        """The recorded outcome; a candidate never measured is refused, saying so."""
-        return self.outcomes.get(
-            candidate, Outcome(rejected="not in the recorded results (--replay)")
-        )
+        """The recorded outcome, or its precision's rejection; else refused, saying so."""
+        if candidate in self.outcomes:
+            return self.outcomes[candidate]
+        for seen, outcome in self.outcomes.items():
+            if seen.precision == candidate.precision and outcome.precision_rejected:
+                return outcome
+        return Outcome(rejected="not in the recorded results (--replay)")
 
 
 def price_of(document: Mapping[str, Any]) -> Any:

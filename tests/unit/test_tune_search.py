@@ -173,3 +173,14 @@ def test_no_accepted_candidate_means_no_winner() -> None:
     result = run(lambda c: Outcome(rejected="measurement failed: boom"), Mode.BRUTE)
     assert result.winner is None
     assert all(t.reason == "measurement failed: boom" for t in result.trials)
+
+
+def test_quick_walks_towards_the_slo_from_a_start_outside_it() -> None:
+    def evaluate(c: Candidate) -> Outcome:
+        # p95 falls with the window index; only the largest window meets the SLO.
+        window = SPACE.windows_us.index(c.max_queue_delay_us)
+        return Outcome(levels=(Level(16, 300.0, 400.0 - 60.0 * window),))
+
+    result = run(evaluate, Mode.QUICK, start=Candidate(Precision.MIXED, 500, 8, 1))
+    assert result.trials[0].reason is not None  # the start is over the SLO
+    assert result.winner is not None and result.winner.candidate.max_queue_delay_us == 10000

@@ -4,7 +4,8 @@ brute   measures every candidate of the grid.
 quick   hill climbing over the grid, as Triton Model Analyzer's quick mode: start from the
         service's own configuration (or the grid's first point), measure the neighbours one
         step away along each axis, move to the best one that improves the objective, and stop
-        when none does (early stopping) or the budget (trials, minutes) is spent.
+        when none does (early stopping) or the budget (trials, minutes) is spent. Outside the
+        constraints it moves towards them (`rank`): a start over the SLO still climbs.
 
 The objective is computed here from what was measured, so the search, the table and the
 winner agree: by default the cost per 1,000 requests at the SLO, that is the replica's price
@@ -262,24 +263,34 @@ def search(
     return _climb(space, run, start if start in grid else grid[0])
 
 
+def rank(trial: Trial, objective: Objective) -> tuple[int, float]:
+    """How the climb compares trials: any accepted one above any refused one; among refused
+    ones, those measured closer to the SLO (lowest p95) first, so that a climb that starts
+    outside the SLO walks towards it instead of stopping; unmeasurable ones last."""
+    mine = score(trial, objective)
+    if mine is not None:
+        return (1, mine)
+    if trial.outcome.levels:
+        return (0, -min(level.p95_ms for level in trial.outcome.levels))
+    return (-1, 0.0)
+
+
 def _climb(space: SearchSpace, run: _Run, start: Candidate) -> Result:
     current = run.trial(start)
     if current is None:
         return Result(tuple(run.order), run.best(), "budget spent")
-    # A start that is refused (its precision, its SLO) climbs from the best neighbour found.
     while True:
-        here = score(current, run.objective)
-        best_next: tuple[float, Trial] | None = None
+        here = rank(current, run.objective)
+        best_next: Trial | None = None
         for candidate in neighbours(space, current.candidate):
             trial = run.trial(candidate)
             if trial is None:
                 return Result(tuple(run.order), run.best(), "budget spent")
-            mine = score(trial, run.objective)
-            if mine is not None and (best_next is None or mine > best_next[0]):
-                best_next = (mine, trial)
-        if best_next is None or (here is not None and best_next[0] <= here):
+            if best_next is None or rank(trial, run.objective) > rank(best_next, run.objective):
+                best_next = trial
+        if best_next is None or rank(best_next, run.objective) <= here:
             return Result(tuple(run.order), run.best(), "no neighbour improves (early stop)")
-        current = best_next[1]
+        current = best_next
 
 
 def trials_to_reach(result: Result, best: Trial, objective: Objective, share: float) -> int | None:
