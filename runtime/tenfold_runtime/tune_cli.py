@@ -158,18 +158,23 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
     output: Path = args.output
     output.mkdir(parents=True, exist_ok=True)
     spec = manifest["spec"]
-    runner: LocalRunner | RecordedRunner = (
-        RecordedRunner.load(args.replay)
-        if args.replay
-        else LocalRunner(
-            service,
-            spec,
-            output / "work",
-            levels=args.levels,
-            measure_ms=args.measure_ms,
-            perf_analyzer=args.perf_analyzer,
+    try:
+        runner: LocalRunner | RecordedRunner = (
+            RecordedRunner.load(args.replay)
+            if args.replay
+            else LocalRunner(
+                service,
+                spec,
+                output / "work",
+                levels=args.levels,
+                measure_ms=args.measure_ms,
+                perf_analyzer=args.perf_analyzer,
+            )
         )
-    )
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        # A replay file that is not a results.json, or no perf_analyzer on this machine.
+        print(f"tune: cannot start: {error!r}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     price = price_of(spec)
     slo = service.spec.autoscaling.target_p95_latency_ms
     objective = Objective(args.objective)

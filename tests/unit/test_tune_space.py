@@ -172,3 +172,12 @@ def test_the_command_line_wins_over_the_tuning_file(manifest: dict) -> None:
     assert merged.levels == (4, 16) and merged.measure_ms == 2000
     assert merged.batch_sizes == (8,) and merged.instances == (1,)
     assert merged.precisions is None and merged.windows_us is None  # the service's defaults
+
+
+def test_tune_refuses_a_replay_file_that_is_not_a_results_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "results.json"
+    bad.write_text("{}")
+    assert _tune(tmp_path, "-f", str(EXAMPLE), "--replay", str(bad)) == 2
+    assert "cannot start: KeyError('trials')" in capsys.readouterr().err
