@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tenfold.api.enums import Precision
+from tenfold.api.resource import parse_inference_service
+from tenfold.api.tuning import InferenceTuningSpec
 from tenfold.tune.patch import build_patch
 from tenfold.tune.space import (
     Candidate,
@@ -19,6 +22,7 @@ from tenfold.tune.space import (
     validate_space,
 )
 from tenfold_runtime.cli import main
+from tenfold_runtime.tune_cli import merge_tuning, read_tuning, space_from_args
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "minilm-cpu.yaml"
 
@@ -149,12 +153,14 @@ def test_tune_refuses_a_bad_tuning_file(
     assert message in capsys.readouterr().err
 
 
-def test_the_command_line_wins_over_the_tuning_file(manifest: dict) -> None:
-    import argparse
+def _args(**given: object) -> argparse.Namespace:
+    """The tune command's tuned options, none given on the command line but `given`."""
+    keys = ("mode", "objective", "levels", "measure_ms", "max_trials", "minutes", "precisions")
+    blank = dict.fromkeys((*keys, "windows_us", "batch_sizes", "instances"))
+    return argparse.Namespace(**{**blank, **given})
 
-    from tenfold.api.tuning import InferenceTuningSpec
-    from tenfold_runtime.tune_cli import merge_tuning
 
+def test_the_command_line_wins_over_the_tuning_file() -> None:
     tuning = InferenceTuningSpec.model_validate(
         {
             "serviceName": "minilm",
@@ -163,11 +169,7 @@ def test_the_command_line_wins_over_the_tuning_file(manifest: dict) -> None:
             "budget": {"maxTrials": 9},
         }
     )
-    keys = ("mode", "objective", "levels", "measure_ms", "max_trials", "minutes", "precisions")
-    args = argparse.Namespace(
-        **dict.fromkeys(keys), windows_us=None, batch_sizes=(8,), instances=None
-    )
-    merged = merge_tuning(args, tuning)
+    merged = merge_tuning(_args(batch_sizes=(8,)), tuning)
     assert merged.mode == "brute" and merged.objective == "cost" and merged.max_trials == 9
     assert merged.levels == (4, 16) and merged.measure_ms == 2000
     assert merged.batch_sizes == (8,) and merged.instances == (1,)
@@ -181,3 +183,12 @@ def test_tune_refuses_a_replay_file_that_is_not_a_results_json(
     bad.write_text("{}")
     assert _tune(tmp_path, "-f", str(EXAMPLE), "--replay", str(bad)) == 2
     assert "cannot start: KeyError('trials')" in capsys.readouterr().err
+
+
+def test_the_example_tuning_reads_as_the_documented_run() -> None:
+    service = parse_inference_service(yaml.safe_load(EXAMPLE.read_text()))
+    tuning = read_tuning(EXAMPLE.with_name("minilm-tuning.yaml"), service)
+    args = merge_tuning(_args(), tuning)
+    assert space_from_args(service, args) == default_space(service.spec)
+    assert (args.mode, args.levels, args.measure_ms) == ("quick", (4, 16), 2000)
+    assert (args.max_trials, args.minutes) == (20, 15)
