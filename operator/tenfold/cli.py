@@ -18,6 +18,7 @@ from tenfold.api.resource import (
     InferenceService,
     InvalidSpecError,
     parse_inference_service,
+    parse_tuning_spec,
 )
 
 EXIT_INVALID = 1
@@ -52,22 +53,32 @@ def _report(path: str, name: str, errors: list[FieldError], err: TextIO) -> None
         err.write(f"{path}: {name}: {error}\n")
 
 
+def _validate_document(document: dict[str, Any]) -> None:
+    """Raise InvalidSpecError naming each bad field of one InferenceService or InferenceTuning."""
+    if document.get("kind") == constants.KIND:
+        parse_inference_service(document)
+    elif not isinstance(document.get("spec"), dict):
+        raise InvalidSpecError([FieldError("spec", "is required and must be an object")])
+    else:
+        parse_tuning_spec(document["spec"])
+
+
 def command_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Validate every InferenceService in the file; non-zero exit names each bad field."""
+    """Validate every InferenceService and InferenceTuning in the file; non-zero exit names
+    each bad field."""
     failed = 0
-    documents = read_documents(args.file)
+    kinds = (constants.KIND, constants.TUNING_KIND)
+    documents = [d for d in read_documents(args.file) if d.get("kind") in kinds]
     for document in documents:
-        if document.get("kind") != constants.KIND:
-            continue
         name = (document.get("metadata") or {}).get("name", "<unnamed>")
         try:
-            parse_inference_service(document)
+            _validate_document(document)
             out.write(f"{args.file}: {name}: valid\n")
         except InvalidSpecError as invalid:
             failed += 1
             _report(args.file, name, invalid.errors, err)
-    if not any(d.get("kind") == constants.KIND for d in documents):
-        err.write(f"{args.file}: no {constants.KIND} found\n")
+    if not documents:
+        err.write(f"{args.file}: no {' or '.join(kinds)} found\n")
         return EXIT_INVALID
     return EXIT_INVALID if failed else 0
 

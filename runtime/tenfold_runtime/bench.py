@@ -28,7 +28,7 @@ from pathlib import Path
 from tenfold.api.enums import Precision, Task
 from tenfold_runtime import examples
 from tenfold_runtime.calibration import builtin_calibration
-from tenfold_runtime.local import TritonHandle, start_triton
+from tenfold_runtime.local import start_triton
 from tenfold_runtime.prepare import prepare
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def torch_ceiling(
 
 
 def run_perf_analyzer(
-    handle: TritonHandle,
+    http_url: str,
     variant: str,
     levels: Sequence[int],
     *,
@@ -215,11 +215,12 @@ def run_perf_analyzer(
     window_ms: int,
     price_per_hour: float,
 ) -> list[Point]:
-    """perf_analyzer once per concurrency level; each run bounded by a timeout."""
+    """perf_analyzer once per concurrency level against Triton's HTTP `host:port`; each run
+    bounded by a timeout."""
     points = []
     for level in levels:
         csv_path = workdir / f"{variant}-c{level}.csv"
-        command = perf_command(binary, variant, handle.http_url, level, data, csv_path, window_ms)
+        command = perf_command(binary, variant, http_url, level, data, csv_path, window_ms)
         log.info("bench: %s", shlex.join(command))
         for _ in range(PERF_ATTEMPTS):
             result = subprocess.run(
@@ -373,7 +374,7 @@ def run_bench(
         log_path = output / f"tritonserver-{variant.name}.log"
         with start_triton(single, log_path=log_path) as handle:
             points += run_perf_analyzer(
-                handle,
+                handle.http_url,
                 variant.name,
                 levels,
                 binary=binary,

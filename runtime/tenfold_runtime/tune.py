@@ -135,7 +135,7 @@ class LocalRunner:
         try:
             with start_triton(trial / "repository", log_path=trial / "tritonserver.log") as handle:
                 points = run_perf_analyzer(
-                    handle,
+                    handle.http_url,
                     prepared.folder.name,
                     self.levels,
                     binary=self.binary,

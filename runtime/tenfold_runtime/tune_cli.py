@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from tenfold.api.enums import Precision
-from tenfold.api.resource import InferenceService, InvalidSpecError, parse_inference_service
+from tenfold.api.resource import (
+    InferenceService,
+    InvalidSpecError,
+    parse_inference_service,
+    parse_tuning_spec,
+)
 from tenfold.api.tuning import InferenceTuningSpec
 from tenfold.constants import TUNING_KIND
 from tenfold.tune.patch import build_patch
@@ -100,11 +104,9 @@ def read_tuning(path: Path, service: InferenceService) -> InferenceTuningSpec:
     if len(tunings) != 1 or not isinstance(tunings[0].get("spec"), dict):
         raise TuneInputError(f"{path}: expected one {TUNING_KIND} with a spec")
     try:
-        tuning = InferenceTuningSpec.model_validate(tunings[0]["spec"])
-    except ValidationError as error:
-        lines = "\n  ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
+        tuning = parse_tuning_spec(tunings[0]["spec"])
+    except InvalidSpecError as invalid:
+        lines = "\n  ".join(str(error) for error in invalid.errors)
         raise TuneInputError(f"{path}: not a valid {TUNING_KIND}:\n  {lines}") from None
     if tuning.service_name != service.name:
         raise TuneInputError(

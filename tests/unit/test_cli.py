@@ -6,6 +6,8 @@ import io
 import subprocess
 import sys
 
+import yaml
+
 from tenfold.cli import main
 from tests.conftest import EXAMPLES, REPO_ROOT
 
@@ -74,3 +76,13 @@ def test_replicas_draw_distinct_priorities_unless_one_is_given():
     assert len(drawn) > 45 and min(drawn) >= 1
     assert peering_priority(7, "tenfold") == 7
     assert peering_priority(None, None) == 0  # standalone: no peers to rank against
+
+
+def test_validate_names_the_bad_field_of_an_inference_tuning(tmp_path):
+    document = yaml.safe_load((EXAMPLES / "minilm-tuning.yaml").read_text())
+    document["spec"]["mode"] = "fastest"
+    path = tmp_path / "tuning.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = run_cli("validate", "-f", str(path))
+    assert result.returncode == 1
+    assert "minilm-cost: spec.mode:" in result.stderr

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from tenfold import constants
 from tenfold.api.spec import InferenceServiceSpec
+from tenfold.api.tuning import InferenceTuningSpec
 
 API_VERSION = f"{constants.API_GROUP}/{constants.API_VERSION}"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -90,6 +91,16 @@ def parse_spec(spec: Mapping[str, Any]) -> InferenceServiceSpec:
         return InferenceServiceSpec.model_validate_json(text, strict=True)
     except ValidationError as error:
         raise InvalidSpecError(spec_errors(error)) from None
+
+
+def parse_tuning_spec(spec: Mapping[str, Any]) -> InferenceTuningSpec:
+    """Validate an InferenceTuning's spec mapping as parse_spec does a service's."""
+    try:
+        return InferenceTuningSpec.model_validate_json(json.dumps(dict(spec)), strict=True)
+    except (TypeError, ValueError) as error:
+        if isinstance(error, ValidationError):
+            raise InvalidSpecError(spec_errors(error)) from None
+        raise InvalidSpecError([FieldError("spec", f"is not JSON data: {error}")]) from None
 
 
 def _identity_errors(document: Mapping[str, Any]) -> list[FieldError]:

@@ -22,6 +22,7 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -66,7 +67,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peak", type=float, default=1000.0,
                         help="requests/s at the busiest second of the computed day")  # fmt: skip
     parser.add_argument("--replay-seconds", type=int, default=240)
-    parser.add_argument("--sweep-seconds", type=float, default=8.0)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "report.md")
@@ -147,6 +147,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     slo_ms = float(spec["autoscaling"]["targetP95LatencyMs"])
     window_ms = spec["batching"]["maxQueueDelayMicroseconds"] / 1000
     results: dict[str, Any] = {"command": command, "slo_ms": slo_ms}
+    workdir = Path(tempfile.mkdtemp(prefix="tenfold-report-"))
     with ExitStack() as stack:
         print("report: starting the test bed with its real node", flush=True)
         testbed = testbed_up(TESTBED)
@@ -161,21 +162,24 @@ def run(args: argparse.Namespace, command: str) -> int:
         for document in (naive, batched):
             bed.wait_ready(kubectl, document["metadata"]["name"])
         sweeps: dict[str, list] = {}
+        model = spec["model"]["name"]
         for document in (naive, batched):
             name = document["metadata"]["name"]
             ip = bed.one_pod(kubectl, name)["status"]["podIP"]
-            url = f"http://{ip}:{TRITON_HTTP_PORT}/v2/models/{spec['model']['name']}/infer"
             print(f"report: sweeping {name} at concurrency {args.levels}", flush=True)
-            sweeps[name] = load.sweep(url, texts, args.levels, args.sweep_seconds)
+            sweeps[name] = load.perf_sweep(
+                f"{ip}:{TRITON_HTTP_PORT}", model, texts, args.levels, workdir / name
+            )
             report_sweep(name, sweeps[name], slo_ms)
         naive_rps = capacity_at_slo(sweeps["naive"], slo_ms)
+        bed.delete(kubectl, "batched-fp32")  # nothing but naive on the node while it replays
         replay_rows = scaled(compressed(rows, args.replay_seconds), naive_rps * day.UTILIZATION)
         requests = schedule(replay_rows, texts, seed=args.seed)
         print(f"report: replaying {len(requests)} requests against naive", flush=True)
         ip = bed.one_pod(kubectl, "naive")["status"]["podIP"]
-        url = f"http://{ip}:{TRITON_HTTP_PORT}/v2/models/{spec['model']['name']}/infer"
+        url = f"http://{ip}:{TRITON_HTTP_PORT}/v2/models/{model}/infer"
         replays: dict[str, Any] = {"naive": measure_replay(kubectl, "naive", url, requests, slo_ms)}
-        bed.delete(kubectl, "naive", "batched-fp32")
+        bed.delete(kubectl, "naive")
 
         print("report: applying tenfold (the example with the managed Redis)", flush=True)
         tenfold = bed.tenfold()
@@ -183,12 +187,10 @@ def run(args: argparse.Namespace, command: str) -> int:
         bed.wait_ready(kubectl, "tenfold")
         pod = bed.one_pod(kubectl, "tenfold")
         ip = pod["status"]["podIP"]
-        model = spec["model"]["name"]
         print(f"report: sweeping tenfold at concurrency {args.levels}", flush=True)
-        sweeps["tenfold"] = load.sweep(
-            f"http://{ip}:{TRITON_HTTP_PORT}/v2/models/{model}/infer", texts, args.levels,
-            args.sweep_seconds,
-        )  # fmt: skip
+        sweeps["tenfold"] = load.perf_sweep(
+            f"{ip}:{TRITON_HTTP_PORT}", model, texts, args.levels, workdir / "tenfold"
+        )
         report_sweep("tenfold", sweeps["tenfold"], slo_ms)
         print(f"report: replaying {len(requests)} requests through tenfold's sidecar", flush=True)
         before = sidecar_counts(ip)
@@ -261,9 +263,9 @@ def report_sweep(name: str, points: list[SweepPoint], slo_ms: float) -> None:
 def sweep_how(args: argparse.Namespace, slo_ms: float) -> str:
     """How capacity was measured, for the page."""
     return (
-        f"closed loop from the host at concurrency {args.levels}, {args.sweep_seconds:.0f} s "
-        f"each, new Lee sentences only; the most answered requests/s of a level with p95 <= "
-        f"{slo_ms:.0f} ms and nothing failed"
+        f"perf_analyzer from the host at concurrency {args.levels} (windows of "
+        f"{load.PERF_WINDOW_MS / 1000:.0f} s until two agree), cycling the Lee sentences; the "
+        f"most requests/s of a level with p95 <= {slo_ms:.0f} ms"
     )
 
 

@@ -1,24 +1,29 @@
-"""Load from the host to a pod's address: a closed-loop sweep and an open-loop replay.
+"""Load from the host to a pod's address: a perf_analyzer sweep and an open-loop replay.
 
-Every request is one text as a KServe v2 JSON request (the sidecar caches per text; Triton
-takes the same body). A request's latency runs from the moment it was due, so a client that
-falls behind charges its own delay to the latency, never hides it; a request that errs or
-takes longer than REQUEST_TIMEOUT_S is failed and is not counted as throughput.
+Every replayed request is one text as a KServe v2 JSON request (the sidecar caches per
+text; Triton takes the same body). A request's latency runs from the moment it was due, so
+a client that falls behind charges its own delay to the latency, never hides it; a request
+that errs or takes longer than REQUEST_TIMEOUT_S is failed and is not counted as throughput.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiohttp
 
+from tenfold_runtime.bench import perf_analyzer_binary, perf_input_data, run_perf_analyzer
 from tenfold_tools.cache.bench import request_body
-from tenfold_tools.report.accounting import Sample, SweepPoint, latency_ms
-from tenfold_tools.report.trace import Request, new_text
+from tenfold_tools.report.accounting import Sample, SweepPoint
+from tenfold_tools.report.trace import Request
 
 REQUEST_TIMEOUT_S = 10.0
+# perf_analyzer's measurement window per trial (it repeats until two agree, at most 6).
+PERF_WINDOW_MS = 4000
 # Connections the client keeps open; more than any sweep level or replay needs at once.
 MAX_CONNECTIONS = 256
 
@@ -47,43 +52,20 @@ def _session() -> aiohttp.ClientSession:
     )
 
 
-async def _closed_loop(
-    url: str, texts: Sequence[str], concurrency: int, seconds: float, first: int
-) -> SweepPoint:
-    counter = first
-    samples: list[Sample] = []
-    started = time.perf_counter()
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal counter
-        while time.perf_counter() - started < seconds:
-            text = new_text(texts, counter)
-            counter += 1
-            sent = time.perf_counter()
-            ok = await _send(session, url, text)
-            samples.append(Sample(sent - started, time.perf_counter() - sent, ok))
-
-    async with _session() as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    answered = sum(s.ok for s in samples)
-    return SweepPoint(
-        concurrency, answered / elapsed, latency_ms(samples).p95_ms, len(samples) - answered
-    )
-
-
-def sweep(
-    url: str, texts: Sequence[str], levels: Sequence[int], seconds: float, warmup_s: float = 3.0
+def perf_sweep(
+    http_url: str, model: str, texts: Sequence[str], levels: Sequence[int], workdir: Path
 ) -> list[SweepPoint]:
-    """Closed loop at each concurrency for `seconds`, all texts new (nothing to cache);
-    a short untimed warm-up first, so the first level does not pay for cold buffers."""
-    asyncio.run(_closed_loop(url, texts, max(levels), warmup_s, first=0))
-    points = []
-    offset = 1_000_000  # past the warm-up's texts
-    for level in levels:
-        points.append(asyncio.run(_closed_loop(url, texts, level, seconds, first=offset)))
-        offset += 1_000_000
-    return points
+    """perf_analyzer (C++, far lighter than a Python client on the same two cores) at each
+    concurrency against Triton's `host:port`, one request per Lee sentence cycled; a level
+    that errs fails the whole sweep with perf_analyzer's output."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "input-data.json"
+    data.write_text(json.dumps(perf_input_data(texts)))
+    points = run_perf_analyzer(
+        http_url, model, levels, binary=perf_analyzer_binary(None), data=data, workdir=workdir,
+        window_ms=PERF_WINDOW_MS, price_per_hour=0.0,
+    )  # fmt: skip
+    return [SweepPoint(p.concurrency, p.throughput, p.p95_ms, 0) for p in points]
 
 
 async def _replay(url: str, requests: Sequence[Request]) -> list[Sample]:
