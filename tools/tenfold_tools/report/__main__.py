@@ -208,6 +208,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         )
         precision = bed.served_precision(pod)
     runs = day.levers(rows, measured, prices(), slo_ms, seed=args.seed)
+    results["peaks"] = page.peak_table(other_peaks(rows, measured, slo_ms, args, runs))
     results.update(
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         wall_s=time.monotonic() - started,
@@ -258,6 +259,25 @@ def report_sweep(name: str, points: list[SweepPoint], slo_ms: float) -> None:
             f"report: no concurrency level of {name} answered within {slo_ms:.0f} ms without "
             f"failures; first errors: {load.ERRORS}"
         )
+
+
+def other_peaks(
+    rows: list[TraceRow],
+    measured: day.Measured,
+    slo_ms: float,
+    args: argparse.Namespace,
+    runs: list[day.DayRun],
+) -> list[tuple[float, list[day.DayRun]]]:
+    """The day at a tenth and ten times the peak, beside the page's own."""
+
+    def at(peak: float) -> list[day.DayRun]:
+        return day.levers(scaled(rows, peak), measured, prices(), slo_ms, seed=args.seed)
+
+    return [
+        (args.peak / 10, at(args.peak / 10)),
+        (args.peak, runs),
+        (args.peak * 10, at(args.peak * 10)),
+    ]
 
 
 def sweep_how(args: argparse.Namespace, slo_ms: float) -> str:
