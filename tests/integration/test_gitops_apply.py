@@ -38,7 +38,13 @@ DELETE_TIMEOUT = 90
 
 EXAMPLES = REPO_ROOT / "examples"
 MINILM = EXAMPLES / "minilm-cpu.yaml"
-VALID_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("invalid"))
+# The InferenceService examples `tenfold render` turns into objects (an InferenceTuning
+# renders nothing: the operator does not reconcile it yet).
+VALID_EXAMPLES = sorted(
+    p
+    for p in EXAMPLES.glob("*.yaml")
+    if not p.name.startswith("invalid") and "\nkind: InferenceService\n" in p.read_text()
+)
 
 
 @pytest.fixture(scope="module")

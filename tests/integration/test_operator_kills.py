@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from tenfold_tools.testbed import Kubectl
+from tenfold_tools.testbed.layout import TestbedError
 from tests.integration.operator_support import (
     REPO_ROOT,
     OperatorProcess,
@@ -116,11 +117,17 @@ def test_sigkill_while_reconciling_leaves_no_orphan_and_converges(
                 windows.pop(name, None)
             operator = OperatorProcess(tmp_path / "operator.log", env).start()
         restarted = time.monotonic()
-        wait_for(
-            lambda: not problems(kubectl, namespace, windows),
-            "every service converged, no orphan, no duplicate",
-            timeout=CONVERGE_TIMEOUT,
-        )
+        remaining: list[str] = []
+
+        def converged_now() -> bool:
+            remaining[:] = problems(kubectl, namespace, windows)
+            return not remaining
+
+        try:
+            wait_for(converged_now, "every service converged, no orphan, no duplicate",
+                     timeout=CONVERGE_TIMEOUT)  # fmt: skip
+        except TestbedError as error:
+            raise AssertionError(f"{error}; still: {remaining[:20]}") from None
         converged = time.monotonic() - restarted
         live = {s["metadata"]["name"] for s in items(kubectl, namespace, "inferenceservices")}
         assert live == set(alive)

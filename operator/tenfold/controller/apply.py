@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -40,6 +41,35 @@ def _resource(api_version: str, kind: str) -> Any:
             raise MissingApiError(f"the cluster does not serve {kind} ({api_version})") from None
 
 
+def is_unserved_kind(error: NotFoundError) -> bool:
+    """A 404 that means the kind is not served, not that a namespace is missing.
+
+    An apply creates a missing object, so its 404 is either a missing namespace (a Status
+    whose details name the namespace) or a kind the apiserver does not serve: a Status
+    without details ("the server could not find the requested resource") or, for a group
+    whose CRD is gone, the plain "404 page not found".
+    """
+    body = getattr(error, "body", None)
+    try:
+        status = json.loads(body.decode() if isinstance(body, bytes) else str(body or ""))
+    except ValueError:
+        return True
+    return not (isinstance(status, dict) and (status.get("details") or {}).get("kind"))
+
+
+def forget_kind(api_version: str, kind: str) -> None:
+    """Drop the discovery cache and count the kind as missing for a while.
+
+    The dynamic client keeps discovery in a file under the temp folder that outlives the
+    process, so a CRD deleted since (prometheus-operator uninstalled) still looked served to
+    a new operator, and every apply of its kind failed with 404 until someone removed the
+    file; the next lookup discovers again.
+    """
+    with _DISCOVERY_LOCK:
+        dynamic_client().resources.invalidate_cache()
+        _missing_until[(api_version, kind)] = time.monotonic() + MISSING_KIND_TTL_SECONDS
+
+
 def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
     """Server-side apply each object as the tenfold field manager.
 
@@ -48,13 +78,21 @@ def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
     """
     for obj in objects:
         resource = _resource(obj["apiVersion"], obj["kind"])
-        dynamic_client().server_side_apply(
-            resource,
-            body=dict(obj),
-            namespace=obj["metadata"].get("namespace"),
-            field_manager=constants.FIELD_MANAGER,
-            force_conflicts=True,
-        )
+        try:
+            dynamic_client().server_side_apply(
+                resource,
+                body=dict(obj),
+                namespace=obj["metadata"].get("namespace"),
+                field_manager=constants.FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        except NotFoundError as error:
+            if not is_unserved_kind(error):
+                raise
+            forget_kind(obj["apiVersion"], obj["kind"])
+            raise MissingApiError(
+                f"the cluster does not serve {obj['kind']} ({obj['apiVersion']})"
+            ) from None
 
 
 def create_once(obj: Mapping[str, Any]) -> bool:
@@ -99,7 +137,14 @@ def prune_children(name: str, namespace: str, keep: Iterable[Mapping[str, Any]])
             resource = _resource(api_version, kind)
         except MissingApiError:
             continue
-        for item in resource.get(namespace=namespace, label_selector=child_selector(name)).items:
+        try:
+            listed = resource.get(namespace=namespace, label_selector=child_selector(name))
+        except NotFoundError as error:
+            if not is_unserved_kind(error):
+                raise
+            forget_kind(api_version, kind)
+            continue
+        for item in listed.items:
             if (kind, item.metadata.name) not in wanted:
                 try:
                     resource.delete(name=item.metadata.name, namespace=namespace)
