@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from tenfold.controller import apply
 from tenfold.controller.apply import is_unserved_kind
 
 
@@ -27,3 +29,16 @@ def test_a_kind_no_longer_served_is_told_apart_from_a_missing_namespace() -> Non
     gone_group = ApiException(status=404, reason="Not Found")
     gone_group.body = "404 page not found\n"
     assert is_unserved_kind(NotFoundError(gone_group))
+
+
+def test_an_unserved_kind_becomes_missing_and_is_forgotten(monkeypatch) -> None:
+    forgotten: list[tuple[str, str]] = []
+    monkeypatch.setattr(apply, "forget_kind", lambda v, k: forgotten.append((v, k)))
+    with pytest.raises(apply.MissingApiError, match="does not serve ServiceMonitor"):
+        with apply.missing_if_unserved("monitoring.coreos.com/v1", "ServiceMonitor"):
+            raise not_found("the server could not find the requested resource")
+    assert forgotten == [("monitoring.coreos.com/v1", "ServiceMonitor")]
+    with pytest.raises(NotFoundError):
+        with apply.missing_if_unserved("v1", "Service"):
+            raise not_found('namespaces "a" not found', {"name": "a", "kind": "namespaces"})
+    assert len(forgotten) == 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
@@ -70,6 +71,19 @@ def forget_kind(api_version: str, kind: str) -> None:
         _missing_until[(api_version, kind)] = time.monotonic() + MISSING_KIND_TTL_SECONDS
 
 
+@contextmanager
+def missing_if_unserved(api_version: str, kind: str) -> Iterator[None]:
+    """Turn a call's 404 for a kind the apiserver no longer serves into MissingApiError,
+    forgetting the kind (forget_kind); any other 404 passes through."""
+    try:
+        yield
+    except NotFoundError as error:
+        if not is_unserved_kind(error):
+            raise
+        forget_kind(api_version, kind)
+        raise MissingApiError(f"the cluster does not serve {kind} ({api_version})") from None
+
+
 def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
     """Server-side apply each object as the tenfold field manager.
 
@@ -78,7 +92,7 @@ def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
     """
     for obj in objects:
         resource = _resource(obj["apiVersion"], obj["kind"])
-        try:
+        with missing_if_unserved(obj["apiVersion"], obj["kind"]):
             dynamic_client().server_side_apply(
                 resource,
                 body=dict(obj),
@@ -86,13 +100,6 @@ def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
                 field_manager=constants.FIELD_MANAGER,
                 force_conflicts=True,
             )
-        except NotFoundError as error:
-            if not is_unserved_kind(error):
-                raise
-            forget_kind(obj["apiVersion"], obj["kind"])
-            raise MissingApiError(
-                f"the cluster does not serve {obj['kind']} ({obj['apiVersion']})"
-            ) from None
 
 
 def create_once(obj: Mapping[str, Any]) -> bool:
@@ -138,11 +145,9 @@ def prune_children(name: str, namespace: str, keep: Iterable[Mapping[str, Any]])
         except MissingApiError:
             continue
         try:
-            listed = resource.get(namespace=namespace, label_selector=child_selector(name))
-        except NotFoundError as error:
-            if not is_unserved_kind(error):
-                raise
-            forget_kind(api_version, kind)
+            with missing_if_unserved(api_version, kind):
+                listed = resource.get(namespace=namespace, label_selector=child_selector(name))
+        except MissingApiError:
             continue
         for item in listed.items:
             if (kind, item.metadata.name) not in wanted:
