@@ -158,6 +158,8 @@ class Load:
     model: str = "embed"
     done: int = 0
     started: float = 0.0
+    # wall-clock completion times: Prometheus' window is in wall-clock time too
+    completed_at: list[float] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -184,10 +186,14 @@ class Load:
         text.set_data_from_numpy(np.array([[b"tenfold autoscaling"]], dtype=object))
         while time.monotonic() < deadline and not self.stop.is_set():
             client.infer(self.model, [text])
+            finished = time.time()
             with self._count_lock:
                 self.done += 1
+                self.completed_at.append(finished)
         client.close()
 
-    def rate(self) -> float:
-        """Requests/s completed since the load started."""
-        return self.done / (time.monotonic() - self.started)
+    def rate_between(self, start: float, end: float) -> float:
+        """Requests/s completed in the wall-clock window [start, end)."""
+        with self._count_lock:
+            count = sum(1 for moment in self.completed_at if start <= moment < end)
+        return count / (end - start)
