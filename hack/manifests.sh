@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Regenerate the plain manifests (manifests/) from the Helm chart, for `kubectl apply -k`.
 #
-#   hack/manifests.sh            sync charts/tenfold/crds/ from crds/, then rewrite manifests/
+#   hack/manifests.sh            sync charts/tenfold/files/crds/ from crds/, then rewrite manifests/
 #   hack/manifests.sh OUT_DIR    only write the manifests into OUT_DIR (the drift test uses it)
 #
 # The manifests are `helm template` with the chart's defaults, release "tenfold" in namespace
 # tenfold-system, plus that Namespace (enforcing the restricted Pod Security Standard) and
-# the chart's CRDs. Helm is taken from $HELM, else PATH, else the test bed's binary cache.
+# the chart's CRDs as plain files in manifests/crds (the chart's CRD templates are left out of
+# tenfold.yaml: crds.enabled=false). Helm is taken from $HELM, else PATH, else the test bed's
+# binary cache.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 chart="$root/charts/tenfold"
@@ -25,8 +27,9 @@ else
   # Regenerating the checked-in manifests starts from a chart that lints clean.
   "$helm" lint --strict "$chart" >/dev/null
   out="$root/manifests"
-  # The chart ships the generated CRD as a file (Helm's crds/ folder): keep it identical.
-  cp "$root/crds/serving.tenfold.dev_inferenceservices.yaml" "$chart/crds/"
+  # The chart's CRD templates (templates/crds.yaml) read files/crds/: keep the generated CRDs
+  # there identical to crds/. kopf's peering CRD has no generator and lives only there.
+  cp "$root"/crds/*.yaml "$chart/files/crds/"
 fi
 mkdir -p "$out/crds"
 rm -f "$out"/crds/*.yaml
@@ -45,13 +48,13 @@ metadata:
     pod-security.kubernetes.io/enforce-version: latest
 YAML
 
-for crd in "$chart"/crds/*.yaml; do
+for crd in "$chart"/files/crds/*.yaml; do
   cp "$crd" "$out/crds/$(basename "$crd")"
 done
 
 {
   echo "$header"
-  "$helm" template "$release" "$chart" --namespace "$namespace" --skip-crds
+  "$helm" template "$release" "$chart" --namespace "$namespace" --set crds.enabled=false
 } > "$out/tenfold.yaml"
 
 {

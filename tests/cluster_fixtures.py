@@ -27,10 +27,11 @@ from tenfold_tools.testbed.layout import cache_root
 from tenfold_tools.testbed.procs import is_alive
 
 NAMESPACE_READY_TIMEOUT = 60.0
-# Test beds of pytest sessions are named pytest-<pid> (KWOK nodes) or pytest-node-<pid>
-# (the real node), so a later session can tell a dead session's leftovers from a live one.
+# Test beds of pytest sessions are named pytest-<pid> (KWOK nodes), pytest-node-<pid> (the
+# real node) or pytest-crds-<pid> (a clean cluster per test, tests/integration/
+# test_helm_upgrade.py), so a later session can tell a dead session's leftovers from a live one.
 SESSION_PREFIX = "pytest-"
-SESSION_BED = re.compile(rf"{SESSION_PREFIX}(?:node-)?(\d+)")
+SESSION_BED = re.compile(rf"{SESSION_PREFIX}(?:node-|crds-)?(\d+)")
 
 
 @contextlib.contextmanager

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=[constants.KIND, constants.TUNING_KIND],
         default=constants.KIND,
-        help="which kind's CRD (InferenceTuning: issue 15, not reconciled yet)",
+        help="which kind's CRD",
     )
     validate = sub.add_parser("validate", help="validate InferenceService manifests")
     validate.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")

@@ -10,7 +10,7 @@ SINGULAR: Final = "inferenceservice"
 # KServe owns "isvc"; "tfis" keeps both operators usable in one cluster.
 SHORT_NAMES: Final = ("tfis",)
 CATEGORIES: Final = ("tenfold", "all")
-# The configuration search of one InferenceService (issue 15; not reconciled yet).
+# The configuration search of one InferenceService, run as a Job (controller/tuning.py).
 TUNING_KIND: Final = "InferenceTuning"
 TUNING_PLURAL: Final = "inferencetunings"
 TUNING_SINGULAR: Final = "inferencetuning"

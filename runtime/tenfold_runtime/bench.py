@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -239,9 +240,12 @@ def run_perf_analyzer(
 
 
 def perf_analyzer_binary(explicit: str | None) -> str:
-    """The binary named on the command line, or the one hack/perf-analyzer.sh provides."""
+    """The binary named on the command line, the one on PATH (the runtime image's), or the
+    one hack/perf-analyzer.sh provides (a checkout)."""
     if explicit:
         return explicit
+    if on_path := shutil.which("perf_analyzer"):
+        return on_path
     result = subprocess.run(["bash", str(PERF_ANALYZER_SCRIPT)], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"hack/perf-analyzer.sh failed:\n{result.stderr}")

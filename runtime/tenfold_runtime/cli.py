@@ -124,6 +124,12 @@ def add_tune_parser(commands: argparse._SubParsersAction) -> None:
     )
     tune.add_argument("--replay", type=Path, help="answer from an earlier results.json")
     tune.add_argument("--output", type=Path, default=Path("results/tune"))
+    tune.add_argument(
+        "--summary",
+        type=Path,
+        help="also write the compact JSON summary the operator reads (the Job's termination "
+        "message, at most 4,096 bytes) to this file",
+    )
     tune.add_argument("--perf-analyzer", help="perf_analyzer binary (default: hack script)")
 
 

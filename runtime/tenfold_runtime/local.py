@@ -212,7 +212,11 @@ def python_lib_dir() -> Path:
     """The folder holding this interpreter's shared libpython (pyenv: <prefix>/lib)."""
     libdir = Path(sysconfig.get_config_var("LIBDIR") or sys.base_prefix)
     library = sysconfig.get_config_var("LDLIBRARY") or ""
-    if not library.endswith(".so") or not (libdir / library).exists():
+    # The stub links the versioned soname, which is all Debian's libpython3.11 package ships
+    # (the unversioned .so comes with -dev): the runtime image has only that one.
+    soname = sysconfig.get_config_var("INSTSONAME") or ""
+    shared = [name for name in (library, soname) if ".so" in name and (libdir / name).exists()]
+    if not library.endswith(".so") or not shared:
         raise TritonError(
             f"{sys.executable} has no shared libpython ({libdir / library}); the Python backend "
             "stub needs one (pyenv: build with PYTHON_CONFIGURE_OPTS=--enable-shared)"

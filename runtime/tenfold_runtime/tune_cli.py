@@ -19,6 +19,7 @@ from tenfold.api.resource import (
 )
 from tenfold.api.tuning import InferenceTuningSpec
 from tenfold.constants import TUNING_KIND
+from tenfold.tune import summary
 from tenfold.tune.patch import build_patch
 from tenfold.tune.search import (
     Budget,
@@ -35,7 +36,7 @@ from tenfold.tune.space import (
     SearchSpace,
     SearchSpaceError,
     candidate_spec,
-    default_space,
+    tuning_space,
     validate_space,
 )
 from tenfold_runtime.tune import (
@@ -75,9 +76,12 @@ def read_service(path: Path) -> tuple[InferenceService, dict[str, Any]]:
         raise TuneInputError(f"{path}: not a valid InferenceService:\n  {lines}") from None
 
 
-def space_from_args(service: InferenceService, args: argparse.Namespace) -> SearchSpace:
-    """The service's default grid with the axes given on the command line."""
-    space = default_space(service.spec)
+def space_from_args(
+    service: InferenceService, tuning: InferenceTuningSpec, args: argparse.Namespace
+) -> SearchSpace:
+    """The tuning's grid (the service's default on each axis it leaves empty) with the axes
+    given on the command line."""
+    space = tuning_space(service.spec, tuning.search_space)
     try:
         precisions = (
             tuple(Precision(p.strip()) for p in args.precisions.split(",") if p.strip())
@@ -118,7 +122,7 @@ def read_tuning(path: Path, service: InferenceService) -> InferenceTuningSpec:
 
 def merge_tuning(args: argparse.Namespace, tuning: InferenceTuningSpec) -> argparse.Namespace:
     """The command line's values, and the tuning's (or the API's defaults) where none is given."""
-    space, merged = tuning.search_space, argparse.Namespace(**vars(args))
+    merged = argparse.Namespace(**vars(args))
     given = {
         "mode": str(tuning.mode),
         "objective": str(tuning.objective),
@@ -126,10 +130,6 @@ def merge_tuning(args: argparse.Namespace, tuning: InferenceTuningSpec) -> argpa
         "measure_ms": tuning.load.measurement_milliseconds,
         "max_trials": tuning.budget.max_trials,
         "minutes": tuning.budget.minutes,
-        "precisions": ",".join(space.precisions) if space.precisions else None,
-        "windows_us": tuple(space.max_queue_delay_microseconds) or None,
-        "batch_sizes": tuple(space.max_batch_sizes) or None,
-        "instances": tuple(space.instances_per_replica) or None,
     }
     for key, value in given.items():
         if getattr(merged, key) is None:
@@ -147,15 +147,13 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
             else InferenceTuningSpec(service_name=service.name)
         )
         args = merge_tuning(args, tuning)
-        space = space_from_args(service, args)
+        space = space_from_args(service, tuning, args)
         validate_space(manifest["spec"], space)
         budget = Budget(max_trials=args.max_trials, minutes=args.minutes)
     except (TuneInputError, SearchSpaceError) as error:
-        print(f"tune: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return refuse(args, str(error))
     except ValueError as error:  # the budget
-        print(f"tune: --max-trials/--minutes: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return refuse(args, f"--max-trials/--minutes: {error}")
 
     output: Path = args.output
     output.mkdir(parents=True, exist_ok=True)
@@ -175,8 +173,7 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
         )
     except (OSError, KeyError, ValueError, RuntimeError) as error:
         # A replay file that is not a results.json, or no perf_analyzer on this machine.
-        print(f"tune: cannot start: {error!r}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return refuse(args, f"cannot start: {error!r}")
     price = price_of(spec)
     slo = service.spec.autoscaling.target_p95_latency_ms
     objective = Objective(args.objective)
@@ -220,19 +217,26 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
     report = render_report(command, result, baselines, objective, space.size())
     (output / "results.md").write_text(report)
     print(report)
+    patch = None if result.winner is None else build_patch(manifest, result.winner.candidate)
+    patch_text = None if patch is None else yaml.safe_dump(patch, sort_keys=False)
+    if args.summary:
+        args.summary.write_text(summary.encode(summary.summarize(result, space.size(), patch_text)))
     if result.winner is None:
         print("tune: no candidate meets the constraints", file=sys.stderr)
         return EXIT_NO_WINNER
     if args.patch:
-        patch = build_patch(manifest, result.winner.candidate)
-        text = (
-            "# the service already runs the winner: nothing to change\n"
-            if patch is None
-            else yaml.safe_dump(patch, sort_keys=False)
-        )
+        text = patch_text or "# the service already runs the winner: nothing to change\n"
         (output / "patch.yaml").write_text(text)
         print(f"# tenfold-runtime tune --patch: {command}\n{text}", end="")
     return 0
+
+
+def refuse(args: argparse.Namespace, message: str) -> int:
+    """Bad input: say why on stderr, and in the summary file when one is asked for."""
+    print(f"tune: {message}", file=sys.stderr)
+    if getattr(args, "summary", None):
+        args.summary.write_text(summary.encode(summary.failure(message)))
+    return EXIT_BAD_INPUT
 
 
 def measure_baselines(

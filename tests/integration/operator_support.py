@@ -23,6 +23,7 @@ from tenfold_tools.testbed.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "serving.tenfold.dev_inferenceservices.yaml"
+TUNING_CRD_FILE = REPO_ROOT / "crds" / "serving.tenfold.dev_inferencetunings.yaml"
 OPERATOR_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
@@ -133,9 +134,10 @@ class PeeringOperator(OperatorProcess):
 
 
 def install_crd(kubectl: Kubectl) -> None:
-    """Apply the committed CRD and wait until the apiserver serves it."""
-    kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    """Apply the committed CRDs (both tenfold kinds) and wait until the apiserver serves them."""
+    kubectl("apply", "--server-side", "-f", str(CRD_FILE), "-f", str(TUNING_CRD_FILE))
     wait_established(kubectl, "crd/inferenceservices.serving.tenfold.dev")
+    wait_established(kubectl, "crd/inferencetunings.serving.tenfold.dev")
 
 
 def load_manifest(path: Path, name: str | None = None) -> dict[str, Any]:
@@ -186,6 +188,18 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 90.0) -> 
 
     wait_until(check, what, timeout=timeout, interval=0.5)
     return found[-1]
+
+
+def wait_condition(
+    kubectl: Kubectl, namespace: str, what: str, name: str, kind: str, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Wait until the object has a condition of `kind`; returns the object."""
+
+    def found() -> dict[str, Any] | None:
+        body = get_json(kubectl, namespace, what, name)
+        return body if condition_of(body, kind) else None
+
+    return wait_for(found, f"{what}/{name}'s {kind} condition", timeout)
 
 
 def wait_ready(kubectl: Kubectl, namespace: str, name: str, timeout: float = 120.0) -> dict:

@@ -2,13 +2,16 @@
 
 KWOK fakes the operator's pod, so the operator itself runs here as a local subprocess that
 authenticates as the chart's ServiceAccount: whatever it manages to do, the chart allows.
+The session's test bed already holds the CRDs other tests applied: the module's first
+release takes them over (--take-ownership), the others leave them to it (crds.enabled=false),
+as docs/install.md tells a second release in a cluster to. test_helm_upgrade.py covers the
+CRDs on clean clusters and the upgrade from chart 0.1.0.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +20,16 @@ import pytest
 import yaml
 
 from tenfold_tools import testbed as tb
-from tenfold_tools.testbed import Kubectl, load_versions
-from tenfold_tools.testbed.layout import Binaries
+from tenfold_tools.testbed import Kubectl
 from tests.cluster_fixtures import create_namespace
+from tests.integration.helm_support import (
+    CHART,
+    CHART_CRDS,
+    KEEP,
+    RELEASE_NAME,
+    chart_crd_annotations,
+    helm,
+)
 from tests.integration.operator_support import (
     REPO_ROOT,
     OperatorProcess,
@@ -40,28 +50,10 @@ pytestmark = pytest.mark.integration
 # during a status refresh takes up to a minute to clear the finalizer.
 DELETE_TIMEOUT = 90
 
-CHART = REPO_ROOT / "charts" / "tenfold"
 MINILM = REPO_ROOT / "examples" / "minilm-cpu.yaml"
-CRD = "customresourcedefinition/inferenceservices.serving.tenfold.dev"
 # A CPU price the catalog does not have, so the status proves the price ConfigMap was read.
 CPU_PRICE = 0.05
 OPERATOR_DENIED = ("Traceback", "Forbidden", "forbidden", "Not enough permissions")
-
-
-def helm_binary() -> Path:
-    """The pinned helm (no running test bed needed)."""
-    return Binaries.for_versions(load_versions()).helm
-
-
-def helm(*args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 180):
-    """Run helm; raise with its output when it fails and check is set."""
-    argv = [str(helm_binary()), *args]
-    if kubeconfig:
-        argv.append(f"--kubeconfig={kubeconfig}")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @dataclass(frozen=True)
@@ -82,8 +74,11 @@ class Release:
         return f"system:serviceaccount:{self.namespace}:{self.fullname}"
 
 
-def install(testbed: tb.Testbed, kubectl: Kubectl, *values: str) -> Release:
-    """Install the chart (--set values) into a new namespace that enforces `restricted`."""
+def install(testbed: tb.Testbed, kubectl: Kubectl, *values: str, owns_crds: bool = True) -> Release:
+    """Install the chart (--set values) into a new namespace that enforces `restricted`.
+
+    owns_crds: take the CRDs over from whoever applied them; else leave them out.
+    """
     name = f"tf-{secrets.token_hex(3)}"
     release = Release(name, f"install-{name}")
     labels = {"tenfold.dev/test": "true", "pod-security.kubernetes.io/enforce": "restricted"}
@@ -91,7 +86,8 @@ def install(testbed: tb.Testbed, kubectl: Kubectl, *values: str) -> Release:
     namespace["metadata"] = {"name": release.namespace, "labels": labels}
     kubectl("create", "-f", "-", input=json.dumps(namespace))
     sets = [arg for value in values for arg in ("--set", value)]
-    helm("install", release.name, str(CHART), "-n", release.namespace, *sets,
+    crds = ["--take-ownership"] if owns_crds else ["--set", "crds.enabled=false"]
+    helm("install", release.name, str(CHART), "-n", release.namespace, *sets, *crds,
          "--wait", "--timeout=120s", kubeconfig=testbed.kubeconfig)  # fmt: skip
     return release
 
@@ -152,7 +148,11 @@ def test_install_creates_the_operator_and_its_rbac(release: Release, kubectl: Ku
         get_json(kubectl, ns, kind, name)
     for kind in ("clusterrole", "clusterrolebinding"):
         kubectl("get", kind, name)
-    kubectl("get", CRD)
+    # The release owns every CRD of the chart now, and uninstalling it would keep them.
+    crds = chart_crd_annotations(kubectl)
+    assert sorted(crds) == sorted(CHART_CRDS)
+    for owner in crds.values():
+        assert owner[RELEASE_NAME] == release.name and owner[KEEP] == "keep"
     prices = get_json(kubectl, ns, "configmap", f"{name}-gpu-prices")
     assert prices["data"] == {"cpu": str(CPU_PRICE)}
     pod_spec = get_json(kubectl, ns, "deployment", name)["spec"]["template"]["spec"]
@@ -370,13 +370,15 @@ class Namespaced:
 
 
 @pytest.fixture(scope="module")
-def namespaced(testbed: tb.Testbed, kubectl: Kubectl) -> Iterator[Namespaced]:
-    """The chart with watchNamespaces naming one fresh namespace, and a second one it omits."""
+def namespaced(testbed: tb.Testbed, kubectl: Kubectl, release: Release) -> Iterator[Namespaced]:
+    """The chart with watchNamespaces naming one fresh namespace, and a second one it omits;
+    the CRDs stay `release`'s."""
     served = create_namespace(kubectl, "served")
     unlisted = create_namespace(kubectl, "unlisted")
-    release = install(testbed, kubectl, f"watchNamespaces={{{served}}}", f"prices.cpu={CPU_PRICE}")
-    yield Namespaced(release, served, unlisted)
-    uninstall(testbed, kubectl, release)
+    values = (f"watchNamespaces={{{served}}}", f"prices.cpu={CPU_PRICE}")
+    scoped = install(testbed, kubectl, *values, owns_crds=False)
+    yield Namespaced(scoped, served, unlisted)
+    uninstall(testbed, kubectl, scoped)
     for name in (served, unlisted):
         kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -445,9 +447,11 @@ def test_namespaced_operator_serves_its_namespace_and_ignores_others(
 
 
 def test_replicated_operator_peers_with_only_the_charts_permissions(
-    testbed: tb.Testbed, kubectl: Kubectl, namespace: str, tmp_path: Path
+    release: Release, testbed: tb.Testbed, kubectl: Kubectl, namespace: str, tmp_path: Path
 ):
-    ha = install(testbed, kubectl, "replicaCount=2")
+    # The ClusterKopfPeering CRD must be served before a release can hold a peering object:
+    # `release` installed it.
+    ha = install(testbed, kubectl, "replicaCount=2", owns_crds=False)
     try:
         kubeconfig = service_account_kubeconfig(kubectl, testbed, ha, tmp_path / "sa.yaml")
         env = {**operator_env(kubeconfig, ha), "POD_ID": "peer-under-test"}
@@ -480,5 +484,6 @@ def test_uninstall_keeps_the_crd_and_the_users_services(
     for kind in ("clusterrole", "clusterrolebinding", "role", "serviceaccount"):
         found = kubectl("get", kind, release.fullname, "-n", release.namespace, check=False)
         assert found.returncode != 0, f"{kind} survived the uninstall"
-    kubectl("get", CRD)
+    # The release owned the CRDs (helm.sh/resource-policy: keep): all stay, and the service.
+    assert sorted(chart_crd_annotations(kubectl)) == sorted(CHART_CRDS)
     kubectl("get", "-n", namespace, "inferenceservice", "minilm")

@@ -144,10 +144,10 @@ def refusal(status: int, message: str) -> ApiException:
 
 
 def test_a_refusal_is_retried_slowly_with_the_apiservers_words():
-    retry = actions._retry_for(refusal(403, 'configmaps "x" is forbidden: exceeded quota'))
+    retry = actions.retry_for(refusal(403, 'configmaps "x" is forbidden: exceeded quota'))
     assert retry.delay == actions.REFUSED_RETRY_SECONDS
     assert "exceeded quota" in str(retry)
-    assert actions._retry_for(refusal(422, "invalid")).delay == actions.REFUSED_RETRY_SECONDS
+    assert actions.retry_for(refusal(422, "invalid")).delay == actions.REFUSED_RETRY_SECONDS
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_a_refusal_is_retried_slowly_with_the_apiservers_words():
     [(409, actions.CONFLICT_RETRY_SECONDS), (500, 10), (503, 10), (429, 10)],
 )
 def test_transient_errors_retry_quickly(status: int, delay: int):
-    assert actions._retry_for(ApiException(status=status, reason="x")).delay == delay
+    assert actions.retry_for(ApiException(status=status, reason="x")).delay == delay
 
 
 def test_apiserver_message_falls_back_to_the_http_reason():

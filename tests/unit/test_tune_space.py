@@ -172,8 +172,12 @@ def test_the_command_line_wins_over_the_tuning_file() -> None:
     merged = merge_tuning(_args(batch_sizes=(8,)), tuning)
     assert merged.mode == "brute" and merged.objective == "cost" and merged.max_trials == 9
     assert merged.levels == (4, 16) and merged.measure_ms == 2000
-    assert merged.batch_sizes == (8,) and merged.instances == (1,)
-    assert merged.precisions is None and merged.windows_us is None  # the service's defaults
+    service = parse_inference_service(yaml.safe_load(EXAMPLE.read_text()))
+    space = space_from_args(service, tuning, merged)
+    default = default_space(service.spec)
+    assert space.max_batch_sizes == (8,) and space.instances == (1,)
+    # the axes neither gives are the service's defaults
+    assert (space.precisions, space.windows_us) == (default.precisions, default.windows_us)
 
 
 def test_tune_refuses_a_replay_file_that_is_not_a_results_json(
@@ -189,6 +193,6 @@ def test_the_example_tuning_reads_as_the_documented_run() -> None:
     service = parse_inference_service(yaml.safe_load(EXAMPLE.read_text()))
     tuning = read_tuning(EXAMPLE.with_name("minilm-tuning.yaml"), service)
     args = merge_tuning(_args(), tuning)
-    assert space_from_args(service, args) == default_space(service.spec)
+    assert space_from_args(service, tuning, args) == default_space(service.spec)
     assert (args.mode, args.levels, args.measure_ms) == ("quick", (4, 16), 2000)
     assert (args.max_trials, args.minutes) == (20, 15)

@@ -113,6 +113,25 @@ a namespaced install (watchNamespaces) grants them per listed namespace with a R
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+# InferenceTunings (controller/tuning_actions.py): kopf lists, watches and patches them
+# like services; when a search's Job ends, its tuning is read once by name and its results
+# written through status.
+- apiGroups: [serving.tenfold.dev]
+  resources: [inferencetunings]
+  verbs: [get, list, watch, patch]
+- apiGroups: [serving.tenfold.dev]
+  resources: [inferencetunings/status]
+  verbs: [patch]
+- apiGroups: [serving.tenfold.dev]
+  resources: [inferencetunings/finalizers]
+  verbs: [update]
+# Each tuning generation's search is a Job (plan/tuning.py), applied like a child, watched to
+# learn when it ends, and deleted when a newer generation replaces it; its pod reports
+# through its termination message, read from the pods list above.
+# A tuning's timer reads its own Job by name, to catch an end the watch missed.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: {{ toJson (append $watched "get") }}
 # kopf posts handler progress and errors as core/v1 events (create only).
 - apiGroups: [""]
   resources: [events]

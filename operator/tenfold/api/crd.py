@@ -159,8 +159,8 @@ def build_crd() -> dict[str, Any]:
 
 
 def build_tuning_crd() -> dict[str, Any]:
-    """The InferenceTuning CustomResourceDefinition (issue 15; not reconciled yet)."""
-    ready = '.status.conditions[?(@.type=="Ready")].status'
+    """The InferenceTuning CustomResourceDefinition."""
+    ready = '.status.conditions[?(@.type=="Ready")]'
     return _definition(
         constants.TUNING_KIND,
         constants.TUNING_PLURAL,
@@ -174,7 +174,10 @@ def build_tuning_crd() -> dict[str, Any]:
         columns=[
             {"name": "Service", "type": "string", "jsonPath": ".spec.serviceName"},
             {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
-            {"name": "Ready", "type": "string", "jsonPath": ready},
+            {"name": "Action", "type": "string", "jsonPath": ".spec.action"},
+            {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+            {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+            {"name": "Job", "type": "string", "jsonPath": ".status.job", "priority": 1},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
         validations=[],

@@ -69,16 +69,17 @@ def _field_tables(root: dict[str, Any], heading: str) -> list[str]:
 
 
 def render_tuning_reference() -> list[str]:
-    """The InferenceTuning kind's fields (issue 15: generated and validated, not reconciled)."""
+    """The InferenceTuning kind's fields."""
     root = build_tuning_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
     lines = [
         "## InferenceTuning",
         "",
         f"`{constants.API_GROUP}/{constants.API_VERSION}`, kind `{constants.TUNING_KIND}`, "
         f"short name `{constants.TUNING_SHORT_NAMES[0]}`: the configuration search of one "
-        "InferenceService. The operator does not reconcile it yet and the Helm chart does not "
-        "ship its CRD (`crds/` holds it); `tenfold-runtime tune` runs the same search on one "
-        "machine ([tuning.md](tuning.md)).",
+        "InferenceService. The operator runs each generation as a Job on the service's "
+        "hardware and writes the trials, the winner and its patch into status, applying the "
+        "patch when asked; `tenfold-runtime tune` runs the same search on one machine "
+        "([tuning.md](tuning.md)).",
         "",
     ]
     return lines + _field_tables(root, "###")

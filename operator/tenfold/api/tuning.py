@@ -2,9 +2,9 @@
 
 It names the service, the search space (each axis empty means the service's own default grid,
 `tenfold.tune.space.default_space`), the load, the objective, the search budget and what to do
-with the winner. The operator does not reconcile it yet: the kind is generated, validated and
-documented from these models so that `tenfold-runtime tune` and the Job to come read one
-contract; `docs/tuning.md` says what is missing.
+with the winner. The operator runs each generation of a tuning as a Job of the runtime image
+(`tenfold.plan.tuning`), which runs `tenfold-runtime tune` and reports through its termination
+message (`tenfold.tune.summary`); the status below holds what it found.
 """
 
 from __future__ import annotations
@@ -126,10 +126,59 @@ class InferenceTuningSpec(ApiModel):
         return self
 
 
+class TuningTrial(ApiModel):
+    """One row of the trials table: a candidate and what measuring it gave."""
+
+    precision: Precision = Field(description="The precision asked of the guard.")
+    max_queue_delay_microseconds: int = Field(description="The batching window.")
+    max_batch_size: int = Field(description="The largest batch.")
+    instances_per_replica: int = Field(description="Model instances in one replica.")
+    throughput: float | None = Field(
+        None, description="Requests/s at the best level whose p95 is within the SLO."
+    )
+    p95_ms: float | None = Field(None, description="p95 latency (ms) of that level.")
+    accuracy_drop: float | None = Field(
+        None, description="The guard's measured drop against fp32 for this precision."
+    )
+    cost_per_1k_requests: float | None = Field(
+        None,
+        alias="costPer1kRequests",
+        description="USD per 1,000 requests at the SLO (the replica's price / throughput).",
+    )
+    accepted: bool = Field(description="True when the candidate meets every constraint.")
+    reason: str | None = Field(None, max_length=512, description="Why it is not accepted.")
+    measured: bool = Field(
+        True, description="False: refused unmeasured (its precision was rejected by the guard)."
+    )
+
+
 class InferenceTuningStatus(ApiModel):
-    """Observed state of an InferenceTuning (written once the operator runs tunings)."""
+    """Observed state of an InferenceTuning: the search's Job, its trials and its winner."""
 
     observed_generation: int | None = Field(None, description="Last spec generation acted on.")
+    job: str | None = Field(None, description="The Job running this generation's search.")
+    service_generation: int | None = Field(
+        None,
+        description="The service's generation the search started from; apply refuses to "
+        "patch a service edited since.",
+    )
+    started_at: str | None = Field(None, description="When the Job was created (RFC 3339).")
+    finished_at: str | None = Field(None, description="When the Job ended (RFC 3339).")
+    grid: int | None = Field(None, description="Candidates in the search space.")
+    stopped: str | None = Field(None, description="Why the search stopped.")
+    trials: list[TuningTrial] = Field(
+        default_factory=list, description="Every trial in the order it ran."
+    )
+    trials_omitted: int = Field(
+        0, description="Rows the Job's report had no room for (refused ones first)."
+    )
+    winner: TuningTrial | None = Field(None, description="The accepted trial ranked first.")
+    patch: str | None = Field(
+        None,
+        description="A merge patch of the InferenceService (YAML) giving it the winner's "
+        "configuration; commit it, or `kubectl patch tfis NAME --type merge --patch-file`.",
+    )
+    applied: bool = Field(False, description="True once action apply patched the service.")
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Progressing while the search runs, Ready once it has a winner, Degraded "

@@ -45,7 +45,8 @@ def apiserver_message(error: ApiException) -> str:
     return f"{error.status} {error.reason}"
 
 
-def _retry_for(error: ApiException) -> kopf.TemporaryError:
+def retry_for(error: ApiException) -> kopf.TemporaryError:
+    """kopf's retry for an apiserver error: soon when transient, slowly when refused."""
     # 409: someone wrote the object between our read and write; the next pass wins.
     delay = CONFLICT_RETRY_SECONDS if error.status == 409 else API_ERROR_RETRY_SECONDS
     if error.status in REFUSAL_STATUSES:
@@ -70,7 +71,7 @@ def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: OperatorCo
         if error.status in REFUSAL_STATUSES:
             # The status tick turns this into Degraded/ApiRefused (conditions.with_refusal).
             patch.status["applyError"] = apiserver_message(error)[: conditions.MESSAGE_LIMIT]
-        raise _retry_for(error) from error
+        raise retry_for(error) from error
     except MissingApiError as missing:
         metrics.RECONCILES.labels("retry").inc()
         patch.status.update(rc.invalid_status(str(missing), previous, generation))
@@ -170,7 +171,7 @@ async def refresh_status(
         prices = await asyncio.to_thread(rc.cluster_prices, config)
         observed = rc.observed_status(service, previous, deployments, pods)
     except ApiException as error:
-        raise _retry_for(error) from error
+        raise retry_for(error) from error
 
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)

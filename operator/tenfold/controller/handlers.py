@@ -1,6 +1,7 @@
 """Every kopf registration of the operator, and nothing else.
 
-Each handler has an explicit id and delegates to `actions`; logic lives there and below.
+Each handler has an explicit id and delegates to `actions` (InferenceServices) or
+`tuning_actions` (InferenceTunings); logic lives there and below.
 The operator's settings are read from the environment here, once, and passed down.
 """
 
@@ -11,14 +12,16 @@ from typing import Any
 import kopf
 
 from tenfold import constants
-from tenfold.controller import actions
+from tenfold.controller import actions, tuning_actions
 from tenfold.controller.config import OperatorConfig
 from tenfold.controller.drift import WATCHED_CHILDREN
 from tenfold.controller.metrics import serve as serve_metrics
 from tenfold.controller.settings import configure
 from tenfold.plan.labels import APP_NAME, LABEL_NAME
+from tenfold.plan.tuning import TUNING_APP_NAME
 
 RESOURCE = (constants.API_GROUP, constants.API_VERSION, constants.PLURAL)
+TUNING = (constants.API_GROUP, constants.API_VERSION, constants.TUNING_PLURAL)
 CONFIG = OperatorConfig.from_env()
 
 
@@ -100,3 +103,30 @@ for _group, _version, _plural in WATCHED_CHILDREN:
 def on_delete(namespace: str | None, name: str, **_: Any) -> None:
     """Drop the deleted service's metric series (optional: adds no finalizer)."""
     actions.forget_service(namespace or "", name, CONFIG)
+
+
+@kopf.on.resume(*TUNING, id="tuning-resume", backoff=UNEXPECTED_ERROR_BACKOFF)
+@kopf.on.create(*TUNING, id="tuning-create", backoff=UNEXPECTED_ERROR_BACKOFF)
+@kopf.on.update(*TUNING, id="tuning-update", field="spec", backoff=UNEXPECTED_ERROR_BACKOFF)
+def on_tuning_spec(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    """Start the search of a new tuning generation (its Job), or say why it cannot start."""
+    tuning_actions.start_tuning(body, patch, kwargs["services_by_name"], CONFIG.runtime_image)
+
+
+# The Job watch reports a search's end at once; this timer catches an end the watch missed
+# (an operator restart, a failed read) and a Job deleted by hand.
+TUNING_CHECK_SECONDS = 30.0
+
+
+@kopf.timer(
+    *TUNING, id="tuning-check", interval=TUNING_CHECK_SECONDS, backoff=UNEXPECTED_ERROR_BACKOFF
+)
+def on_tuning_tick(body: kopf.Body, **kwargs: Any) -> None:
+    """Report this tuning's Job if it ended unseen."""
+    tuning_actions.check_tuning(body, kwargs["services_by_name"])
+
+
+@kopf.on.event("batch", "v1", "jobs", id="tuning-jobs", labels={LABEL_NAME: TUNING_APP_NAME})
+def on_tuning_job(type: str | None, body: kopf.Body, **kwargs: Any) -> None:  # noqa: A002
+    """A tuning's Job changed: once it has ended, its tuning gets the trials and winner."""
+    tuning_actions.observe_job(type, body, kwargs["services_by_name"])

@@ -32,3 +32,8 @@ def core() -> client.CoreV1Api:
 def custom() -> client.CustomObjectsApi:
     """The custom objects API (InferenceServices and their scale subresource)."""
     return client.CustomObjectsApi(api_client())
+
+
+def batch() -> client.BatchV1Api:
+    """The batch/v1 API (an InferenceTuning's Jobs)."""
+    return client.BatchV1Api(api_client())

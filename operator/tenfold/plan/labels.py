@@ -106,11 +106,12 @@ def object_meta(
     return meta
 
 
-def owner_reference(name: str, uid: str) -> dict[str, Any]:
-    """Controller reference to the InferenceService, so deleting it garbage-collects us."""
+def owner_reference(name: str, uid: str, kind: str = KIND) -> dict[str, Any]:
+    """Controller reference to the InferenceService (or another tenfold `kind`), so deleting
+    it garbage-collects us."""
     return {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": KIND,
+        "kind": kind,
         "name": name,
         "uid": uid,
         "controller": True,

@@ -18,6 +18,7 @@ from tenfold.api.enums import Precision
 from tenfold.api.prepare import PrepareSpec
 from tenfold.api.resource import FieldError, InvalidSpecError, parse_spec
 from tenfold.api.spec import InferenceServiceSpec
+from tenfold.api.tuning import TuningSearchSpace
 from tenfold.plan.prepare_spec import build_prepare_spec
 
 
@@ -92,6 +93,17 @@ def default_space(spec: InferenceServiceSpec) -> SearchSpace:
         windows_us=tuple(windows),
         max_batch_sizes=tuple(sorted({max(1, batch // 4), batch})),
         instances=(1, 2),
+    )
+
+
+def tuning_space(spec: InferenceServiceSpec, axes: TuningSearchSpace) -> SearchSpace:
+    """An InferenceTuning's search space: its axes, each one it leaves empty the default's."""
+    default = default_space(spec)
+    return SearchSpace(
+        precisions=tuple(axes.precisions) or default.precisions,
+        windows_us=tuple(axes.max_queue_delay_microseconds) or default.windows_us,
+        max_batch_sizes=tuple(axes.max_batch_sizes) or default.max_batch_sizes,
+        instances=tuple(axes.instances_per_replica) or default.instances,
     )
 
 
