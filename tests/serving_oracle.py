@@ -92,3 +92,30 @@ def precision_spec_of(gpu: str, precision: str, fallback: list[str]) -> dict:
     spec = spec_of("embedding", "huggingface", "python", "cosine", gpu)
     spec["quantization"] = {"precision": precision, "guard": {"fallback": fallback}}
     return spec
+
+
+# runtime.engine onnxruntime: tenfold's ONNX export run in the Python backend, for the tasks the
+# onnxruntime backend exports, on cpu only, at the precisions that export serves.
+ENGINE_SERVED = {(task, "huggingface", "python") for task in ("embedding", "classification")}
+ENGINE_PRECISIONS = {"fp32", "int8", "mixed"}
+ENGINE_MATRIX = list(
+    product(Task, ModelFormat, Backend, ("cpu", "L4"), ("fp32", "int8", "mixed", "fp16", "bf16"))
+)
+
+
+def engine_fields(task: str, fmt: str, backend: str, gpu: str, precision: str) -> set[str]:
+    """The fields a spec with `engine: onnxruntime` and these choices must be refused on."""
+    fields = expected_fields(task, fmt, backend, "", gpu)
+    if (task, fmt, backend) not in ENGINE_SERVED or gpu != "cpu":
+        fields.add("spec.runtime.engine")
+    if precision not in ENGINE_PRECISIONS:
+        fields.add("spec.quantization.precision")
+    return fields
+
+
+def engine_spec_of(task: str, fmt: str, backend: str, gpu: str, precision: str) -> dict:
+    """A spec with `engine: onnxruntime`, these choices and nothing else out of the ordinary."""
+    spec = spec_of(task, fmt, backend, "", gpu)
+    spec["runtime"]["engine"] = "onnxruntime"
+    spec["quantization"]["precision"] = precision
+    return spec

@@ -90,7 +90,7 @@ def save_small_reranker(folder: Path, hidden_size: int) -> Path:
 
 
 def operator_prepare_spec(
-    source: Path,
+    source: Path | str,
     backend: str,
     repository: Path,
     name: str = "small",
@@ -98,13 +98,14 @@ def operator_prepare_spec(
     task: str = "embedding",
     quantization: dict[str, Any] | None = None,
     format: str = "huggingface",
+    engine: str = "torch",
 ) -> PrepareSpec:
     """The prepare spec the operator writes for `task` model `name` from `source` on `backend`;
     by default at fp32 with a short calibration (the width, not the guard, is under test)."""
     spec = InferenceServiceSpec.model_validate(
         {
             "model": {"name": name, "source": str(source), "task": task, "format": format},
-            "runtime": {"backend": backend},
+            "runtime": {"backend": backend, "engine": engine},
             "quantization": quantization
             or {"precision": "fp32", "guard": {"calibrationSamples": 8, "fallback": []}},
         }

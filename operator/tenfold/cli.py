@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -174,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare-spec", help="print the prepare spec the init container would read (JSON)"
     )
     prep.add_argument("-f", "--file", required=True, help="YAML file with one InferenceService")
+    sub.add_parser(
+        "tune",
+        help="search the cheapest configuration of a service on this machine "
+        "(runs `tenfold-runtime tune` with the same arguments; see docs/tuning.md)",
+        add_help=False,
+    )
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces")
     run.add_argument("--standalone", action="store_true", help="no peering (single replica)")
@@ -190,9 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_tune(arguments: Sequence[str]) -> int:
+    """`tenfold tune ...` is `tenfold-runtime tune ...`: the search needs the runtime (torch,
+    tritonserver, perf_analyzer), which the operator's own install does not carry."""
+    runtime = shutil.which("tenfold-runtime")
+    if runtime is None:
+        sys.stderr.write(
+            "tenfold tune: tenfold-runtime is not installed here "
+            "(pip install 'tenfold[runtime,serve]', or run it in the runtime image)\n"
+        )
+        return EXIT_USAGE
+    os.execv(runtime, [runtime, "tune", *arguments])
+    return EXIT_USAGE  # not reached: execv replaces this process
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tenfold` console script."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["tune"]:
+        return command_tune(arguments[1:])
+    args = build_parser().parse_args(arguments)
     try:
         if args.command == "crd":
             return command_crd(args, sys.stdout)

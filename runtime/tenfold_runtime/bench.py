@@ -71,6 +71,7 @@ class Point:
     p95_ms: float
     p99_ms: float
     cost_per_1k: float  # dollars per 1,000 requests at the stated price
+    offered_rate: float | None = None  # requests/s offered (a request-rate run), else None
 
 
 def cost_per_thousand(throughput: float, price_per_hour: float) -> float:
@@ -85,10 +86,13 @@ def parse_perf_csv(text: str, variant: str, price_per_hour: float) -> list[Point
     points = []
     for row in csv.DictReader(text.splitlines()):
         throughput = float(row["Inferences/Second"])
+        # A request-rate run's first column is the offered rate, not a concurrency.
+        offered = float(row["Request Rate"]) if "Request Rate" in row else None
         points.append(
             Point(
                 variant=variant,
-                concurrency=int(row["Concurrency"]),
+                concurrency=int(row["Concurrency"]) if "Concurrency" in row else 0,
+                offered_rate=offered,
                 throughput=throughput,
                 p50_ms=float(row["p50 latency"]) / 1000.0,
                 p95_ms=float(row["p95 latency"]) / 1000.0,
@@ -108,12 +112,22 @@ def perf_command(
     binary: str,
     model: str,
     url: str,
-    concurrency: int,
+    concurrency: float,
     data: Path,
     csv_path: Path,
     window_ms: int,
+    *,
+    request_rate: bool = False,
 ) -> list[str]:
-    """The perf_analyzer call for one level: bounded windows, results as CSV."""
+    """The perf_analyzer call for one level: bounded windows, results as CSV.
+
+    `request_rate`: the level is an open-loop rate (requests/s) instead of a closed-loop
+    concurrency."""
+    load = (
+        f"--request-rate-range={concurrency:g}:{concurrency:g}"
+        if request_rate
+        else f"--concurrency-range={int(concurrency)}:{int(concurrency)}"
+    )
     return [
         binary,
         "-m",
@@ -122,7 +136,7 @@ def perf_command(
         url,
         "-i",
         "http",
-        f"--concurrency-range={concurrency}:{concurrency}",
+        load,
         "--input-data",
         str(data),
         "--measurement-interval",
@@ -208,32 +222,36 @@ def torch_ceiling(
 def run_perf_analyzer(
     http_url: str,
     variant: str,
-    levels: Sequence[int],
+    levels: Sequence[float],
     *,
     binary: str,
     data: Path,
     workdir: Path,
     window_ms: int,
     price_per_hour: float,
+    request_rate: bool = False,
 ) -> list[Point]:
-    """perf_analyzer once per concurrency level against Triton's HTTP `host:port`; each run
-    bounded by a timeout."""
+    """perf_analyzer once per level (a concurrency, or with `request_rate` an offered rate in
+    requests/s) against Triton's HTTP `host:port`; each run bounded by a timeout."""
     points = []
     for level in levels:
-        csv_path = workdir / f"{variant}-c{level}.csv"
-        command = perf_command(binary, variant, http_url, level, data, csv_path, window_ms)
+        csv_path = workdir / f"{variant}-{'r' if request_rate else 'c'}{level:g}.csv"
+        command = perf_command(
+            binary, variant, http_url, level, data, csv_path, window_ms, request_rate=request_rate
+        )
         log.info("bench: %s", shlex.join(command))
         for _ in range(PERF_ATTEMPTS):
             result = subprocess.run(
                 command, capture_output=True, text=True, timeout=60 + 8 * window_ms / 1000
             )
-            (workdir / f"{variant}-c{level}.log").write_text(result.stdout + result.stderr)
+            csv_path.with_suffix(".log").write_text(result.stdout + result.stderr)
             if result.returncode == 0 and csv_path.exists():
                 break
-            log.warning("bench: %s c=%d not stable, measuring again", variant, level)
+            log.warning("bench: %s level %g not stable, measuring again", variant, level)
         if result.returncode != 0 or not csv_path.exists():
             raise RuntimeError(
-                f"perf_analyzer failed for {variant} c={level}:\n{result.stdout}{result.stderr}"
+                f"perf_analyzer failed for {variant} level {level:g}:\n"
+                f"{result.stdout}{result.stderr}"
             )
         points += parse_perf_csv(csv_path.read_text(), variant, price_per_hour)
     return points

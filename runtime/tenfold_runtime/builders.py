@@ -112,9 +112,14 @@ def render_user_model_py(
     graph_inputs: Sequence[str],
     pooling: str,
     runtime_version: str,
+    token_names: Sequence[str] | None = None,
 ) -> str:
     """The Python-backend model.py that runs a user's ONNX (onnxruntime) or TorchScript
-    (torch.jit) file, saved in the version folder as USER_FILES[file_format]."""
+    (torch.jit) file, saved in the version folder as USER_FILES[file_format].
+
+    `token_names` are the tokenizer outputs that feed the graph's inputs, in their order;
+    None: the inputs' own names (a user's file takes `input_ids` and `attention_mask`).
+    """
     return _render(
         "user_model.py.j2",
         **_python_model(model_name, task, precision, max_length, runtime_version),
@@ -122,6 +127,7 @@ def render_user_model_py(
         artefact=USER_FILES[file_format],
         file_format=str(file_format),
         graph_inputs=list(graph_inputs),
+        token_names=list(token_names or graph_inputs),
         pooling=pooling,
     )
 

@@ -18,6 +18,16 @@ EXIT_GUARD_REJECTED = 3
 EXIT_PREPARE_ERROR = 2
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rates like 50,100.5, got {text!r}") from None
+    if not rates or any(rate <= 0 for rate in rates):
+        raise argparse.ArgumentTypeError(f"rates must be above zero, got {text!r}")
+    return rates
+
+
 def _levels(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part)
 
@@ -116,6 +126,9 @@ def add_tune_parser(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--batch-sizes", type=_levels, help="maxBatchSize values")
     tune.add_argument("--instances", type=_levels, help="instancesPerReplica values")
     tune.add_argument("--levels", type=_levels, help="concurrency sweep (default: 4,16)")
+    tune.add_argument(
+        "--rates", type=_rates, help="open-loop request rates (req/s) instead of --levels"
+    )
     tune.add_argument("--measure-ms", type=int, help="perf_analyzer window (default: 2000)")
     tune.add_argument(
         "--baselines",
@@ -124,6 +137,12 @@ def add_tune_parser(commands: argparse._SubParsersAction) -> None:
     )
     tune.add_argument("--replay", type=Path, help="answer from an earlier results.json")
     tune.add_argument("--output", type=Path, default=Path("results/tune"))
+    tune.add_argument(
+        "--inputs",
+        type=Path,
+        help="the requests to send, one per line (default: the service's calibration inputs, "
+        "else the built-in set for its task)",
+    )
     tune.add_argument(
         "--summary",
         type=Path,

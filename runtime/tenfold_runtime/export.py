@@ -79,7 +79,10 @@ def check_exportable(backend: Backend, precision: Precision) -> None:
 
 
 def bucket_length(longest: int, buckets: Sequence[int], max_length: int) -> int:
-    """The padded length for a batch whose longest input has `longest` tokens."""
+    """The padded length for a batch whose longest input has `longest` tokens; without
+    buckets, the longest itself (as the Python backend's model.py pads)."""
+    if not buckets:
+        return min(longest, max_length)
     for bucket in sorted(buckets):
         if bucket >= longest:
             return min(bucket, max_length)

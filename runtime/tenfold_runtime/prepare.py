@@ -8,6 +8,9 @@ Layout written for the Python backend (Triton ignores the extra files):
     <repository>/<model_name>/1/model.pt              the converted torch module
     <repository>/<model_name>/1/tokenizer/            tokenizer files
 
+With `engine: onnxruntime` the Python backend's version folder holds the ONNX file the guard
+measured instead of model.pt, and model.py (templates/user_model.py.j2) runs it on onnxruntime.
+
 For the pytorch and onnxruntime backends `<model_name>` is an ensemble (config and manifest
 only) of two steps, each with the operator's config.pbtxt (the encoder's with the width):
 
@@ -32,10 +35,12 @@ from google.protobuf import text_format
 from torch import nn
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tenfold.api.enums import Backend, GuardMetric, Precision, Task
+from tenfold.api.enums import Backend, Engine, GuardMetric, ModelFormat, Precision, Task
 from tenfold.api.prepare import (
     EXPORTED_BACKENDS,
     SEQUENCE_BUCKETS_PARAMETER,
+    TOKEN_IDS,
+    TOKEN_MASK,
     PrepareSpec,
     encoder_model_name,
     tokenizer_model_name,
@@ -55,7 +60,7 @@ from tenfold_runtime.repository import (
     write_model_folder,
 )
 from tenfold_runtime.sources import digest_weights, fetch_source, file_digest
-from tenfold_runtime.user_file import USER_FILE_FORMATS
+from tenfold_runtime.user_file import POOLING_NONE, USER_FILE_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +302,7 @@ def check_servable(spec: PrepareSpec) -> None:
         gpu=spec.device != "cpu",
         precision=spec.precision,
         fallback=spec.guard.fallback,
+        engine=spec.engine,
     )
     if refused:
         reasons = "; ".join(f"spec{r.field_path}: {r.reason}" for r in refused)
@@ -341,6 +347,58 @@ def write_python_model(
     return write_model_folder(repository, spec.model_name, config_text, fill, manifest)
 
 
+# The exported graph's inputs, and the tokenizer outputs that feed them in model.py.
+ONNX_ENGINE_INPUTS = {TOKEN_IDS: "input_ids", TOKEN_MASK: "attention_mask"}
+
+
+def served_artefact(run: GuardRun, spec: PrepareSpec) -> Path:
+    """The exported file the guard measured and accepted."""
+    served = run.decision.served
+    artefact = run.state.artefacts.get(served) if served is not None else None
+    if artefact is None:
+        raise PrepareError(f"the guard accepted {served} but left no {spec.backend} artefact")
+    return artefact
+
+
+def onnx_engine_artefact(spec: PrepareSpec, run: GuardRun) -> dict[str, object]:
+    """The manifest's record of the ONNX file served by engine onnxruntime."""
+    return {
+        "backend": str(spec.backend),
+        "engine": str(spec.engine),
+        "file": f"{spec.model_name}/{VERSION_DIR}/{builders.USER_FILES[ModelFormat.ONNX]}",
+        "digest": file_digest(served_artefact(run, spec)),
+        "graph_inputs": list(ONNX_ENGINE_INPUTS),
+    }
+
+
+def write_onnx_engine_model(
+    repository: Path, spec: PrepareSpec, run: GuardRun, manifest: dict[str, object], version: str
+) -> Path:
+    """The Python-backend folder serving the guarded ONNX file with onnxruntime in-process:
+    the file the guard measured (moved, not exported again), the tokenizer and model.py."""
+    artefact, loaded = served_artefact(run, spec), run.state.loaded
+    model_py = builders.render_user_model_py(
+        model_name=spec.model_name,
+        task=spec.task,
+        precision=str(run.decision.served),
+        max_length=loaded.max_length,
+        file_format=ModelFormat.ONNX,
+        graph_inputs=list(ONNX_ENGINE_INPUTS),
+        token_names=list(ONNX_ENGINE_INPUTS.values()),
+        # The export pools (or ends in the head) inside the graph: rows come out served.
+        pooling=POOLING_NONE,
+        runtime_version=version,
+    )
+
+    def fill(version_dir: Path) -> None:
+        (version_dir / "model.py").write_text(model_py)
+        shutil.move(artefact, version_dir / builders.USER_FILES[ModelFormat.ONNX])
+        loaded.tokenizer.save_pretrained(version_dir / builders.TOKENIZER_DIR)  # type: ignore[attr-defined]
+
+    config_text = served_config(spec.config_pbtxt, loaded.task, loaded.output_width)
+    return write_model_folder(repository, spec.model_name, config_text, fill, manifest)
+
+
 def step_config(spec: PrepareSpec, name: str) -> str:
     """The operator's config.pbtxt for ensemble step `name`."""
     try:
@@ -366,10 +424,9 @@ def write_exported_steps(
 
     The encoder file is the very artefact the guard measured (moved, not exported again).
     """
-    served, loaded, target = run.decision.served, run.state.loaded, run.state.target
-    artefact = run.state.artefacts.get(served) if served is not None else None
-    if artefact is None or target is None:
-        raise PrepareError(f"the guard accepted {served} but left no {spec.backend} artefact")
+    artefact, loaded, target = served_artefact(run, spec), run.state.loaded, run.state.target
+    if target is None:
+        raise PrepareError(f"backend {spec.backend} prepared without an export target")
     tokenizer_name = tokenizer_model_name(spec.model_name)
     encoder_name = encoder_model_name(spec.model_name)
     tokenizer_config = step_config(spec, tokenizer_name)
@@ -447,7 +504,13 @@ def prepare(
 
 
 def export_target(spec: PrepareSpec, scratch: Path) -> ExportTarget | None:
-    """Where an exported backend's artefacts are built; None for the Python backend."""
+    """Where an exported backend's artefacts are built; None for the Python backend on torch.
+
+    With `engine: onnxruntime` the Python backend serves the onnxruntime backend's export,
+    fed as its model.py feeds it: each batch padded to its longest input (no buckets).
+    """
+    if spec.backend is Backend.PYTHON and spec.engine is Engine.ONNXRUNTIME:
+        return ExportTarget(backend=Backend.ONNXRUNTIME, folder=scratch, buckets=())
     if spec.backend not in EXPORTED_BACKENDS:
         return None
     buckets = sequence_buckets(step_config(spec, tokenizer_model_name(spec.model_name)))
@@ -465,6 +528,8 @@ def write_model(
     extra: dict[str, object] = {}
     if spec.backend in EXPORTED_BACKENDS:
         extra["artefact"] = write_exported_steps(repository, spec, run, version)
+    elif run.state.target is not None:
+        extra["artefact"] = onnx_engine_artefact(spec, run)
     inputs, outputs = builders.served_io(loaded.task, loaded.output_width)
     manifest = builders.build_manifest(
         spec=spec,
@@ -483,6 +548,8 @@ def write_model(
         final = write_model_folder(
             repository, spec.model_name, config_text, lambda _: None, manifest
         )
+    elif run.state.target is not None:  # engine onnxruntime: the exported file, in-process
+        final = write_onnx_engine_model(repository, spec, run, manifest, version)
     else:
         model_py = builders.render_model_py(
             model_name=spec.model_name,

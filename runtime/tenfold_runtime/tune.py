@@ -24,7 +24,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tenfold.api.catalog import load_catalog
 from tenfold.api.cost import service_cost
-from tenfold.api.enums import Precision
+from tenfold.api.enums import Backend, Engine, Precision
 from tenfold.api.resource import InferenceService
 from tenfold.tune.search import Level, Outcome, Result, Trial
 from tenfold.tune.space import (
@@ -60,6 +60,24 @@ class Prepared:
     served: Precision | None = None
 
 
+WARM_UP_MS = 500
+
+
+def request_texts(service: InferenceService, given: Sequence[str] = ()) -> list[str]:
+    """The requests each candidate is measured with, cycled: the given ones (a file, the
+    tuning's ConfigMap), else the built-in calibration set of the service's task (what its
+    guard measures on)."""
+    return list(given) or builtin_calibration(service.spec.model.task)
+
+
+def read_inputs(path: Path) -> list[str]:
+    """One request per non-empty line of `path`; ValueError when there is none."""
+    texts = [line for line in path.read_text().splitlines() if line.strip()]
+    if not texts:
+        raise ValueError(f"{path}: no input in it (one request per line)")
+    return texts
+
+
 @dataclass
 class LocalRunner:
     """Measures candidates of one service on this machine (prepare once, serve, perf_analyzer)."""
@@ -70,7 +88,9 @@ class LocalRunner:
     levels: tuple[int, ...] = (1, 4, 16)
     measure_ms: int = 3000
     perf_analyzer: str | None = None
-    prepared: dict[Precision, Prepared] = field(default_factory=dict)
+    texts: Sequence[str] = ()  # the requests sent; empty: request_texts' default
+    rates: tuple[float, ...] = ()  # open-loop offered rates (req/s); empty: `levels`
+    prepared: dict[tuple[Any, ...], Prepared] = field(default_factory=dict)
     count: int = 0
     # The 1-minute load average before and after each trial: this machine is shared, and a
     # figure measured beside another workload says so in results.json.
@@ -80,17 +100,19 @@ class LocalRunner:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = perf_analyzer_binary(self.perf_analyzer)
         self.data = self.workdir / "input-data.json"
-        texts = builtin_calibration(self.service.spec.model.task)
+        texts = request_texts(self.service, self.texts)
         self.data.write_text(json.dumps(perf_input_data(texts)))
 
     def prepare(self, candidate: Candidate) -> Prepared:
-        """The candidate's precision, prepared and judged by the guard once per run."""
-        if candidate.precision in self.prepared:
-            return self.prepared[candidate.precision]
+        """The candidate's precision (with its buckets), prepared and judged by the guard once
+        per run."""
+        key = candidate.prepare_key()
+        if key in self.prepared:
+            return self.prepared[key]
         from tenfold_runtime.prepare import prepare
 
         spec = precision_prepare_spec(self.service.name, self.document, candidate)
-        repository = self.workdir / "prepared" / str(candidate.precision)
+        repository = self.workdir / "prepared" / f"{candidate.precision}-{len(self.prepared)}"
         try:
             manifest = prepare(spec, repository)
         except GuardRejectedError as error:
@@ -106,7 +128,7 @@ class LocalRunner:
                 accuracy_drop=drop,
                 served=Precision(served) if served else None,
             )
-        self.prepared[candidate.precision] = done
+        self.prepared[key] = done
         return done
 
     def serving_repository(self, candidate: Candidate, prepared: Path) -> Path:
@@ -122,6 +144,22 @@ class LocalRunner:
         (folder / "1").symlink_to((prepared / "1").resolve(), target_is_directory=True)
         return trial
 
+    def warm_up(self, http_url: str, model: str, workdir: Path) -> None:
+        """Half a second of one client before anything is measured, unrecorded: the first
+        requests pay the model's first-run costs, which a low offered rate would otherwise
+        count against the candidate for a whole window."""
+        workdir.mkdir()
+        run_perf_analyzer(
+            http_url,
+            model,
+            [1],
+            binary=self.binary,
+            data=self.data,
+            workdir=workdir,
+            window_ms=WARM_UP_MS,
+            price_per_hour=DEFAULT_PRICE_PER_HOUR,
+        )
+
     def evaluate(self, candidate: Candidate) -> Outcome:
         """Prepare (once per precision), serve and sweep one candidate."""
         prepared = self.prepare(candidate)
@@ -134,15 +172,17 @@ class LocalRunner:
         before = os.getloadavg()[0]
         try:
             with start_triton(trial / "repository", log_path=trial / "tritonserver.log") as handle:
+                self.warm_up(handle.http_url, prepared.folder.name, trial / "warm-up")
                 points = run_perf_analyzer(
                     handle.http_url,
                     prepared.folder.name,
-                    self.levels,
+                    self.rates or self.levels,
                     binary=self.binary,
                     data=self.data,
                     workdir=runs,
                     window_ms=self.measure_ms,
                     price_per_hour=DEFAULT_PRICE_PER_HOUR,
+                    request_rate=bool(self.rates),
                 )
         except (TritonError, RuntimeError, OSError) as error:
             return Outcome(rejected=f"measurement failed: {last_line(str(error))}")
@@ -154,7 +194,7 @@ class LocalRunner:
                     "load1": [before, os.getloadavg()[0]],
                 }
             )
-        levels = tuple(Level(p.concurrency, p.throughput, p.p95_ms) for p in points)
+        levels = tuple(Level(p.concurrency, p.throughput, p.p95_ms, p.offered_rate) for p in points)
         return Outcome(
             levels=levels, accuracy=prepared.accuracy_drop, precision_served=prepared.served
         )
@@ -195,7 +235,7 @@ class RecordedRunner:
         if candidate in self.outcomes:
             return self.outcomes[candidate]
         for seen, outcome in self.outcomes.items():
-            if seen.precision == candidate.precision and outcome.precision_rejected:
+            if seen.guard_key() == candidate.guard_key() and outcome.precision_rejected:
                 return outcome
         return Outcome(rejected="not in the recorded results (--replay)")
 
@@ -212,16 +252,28 @@ def price_of(document: Mapping[str, Any]) -> Any:
 
 def candidate_to_json(candidate: Candidate) -> dict[str, Any]:
     """The candidate as JSON."""
-    return {**asdict(candidate), "precision": str(candidate.precision)}
+    data = {**asdict(candidate), "precision": str(candidate.precision)}
+    for name in ("backend", "engine"):
+        if data.get(name) is not None:
+            data[name] = str(data[name])
+    return data
 
 
 def candidate_from_json(data: Mapping[str, Any]) -> Candidate:
     """A candidate from candidate_to_json's output."""
+    listed = {
+        name: None if data.get(name) is None else tuple(int(v) for v in data[name])
+        for name in ("preferred_batch_sizes", "sequence_buckets")
+    }
+    backend, engine = data.get("backend"), data.get("engine")
     return Candidate(
         Precision(data["precision"]),
         int(data["max_queue_delay_us"]),
         int(data["max_batch_size"]),
         int(data["instances"]),
+        **listed,
+        backend=Backend(backend) if backend else None,
+        engine=Engine(engine) if engine else None,
     )
 
 
@@ -258,16 +310,17 @@ def trial_to_json(trial: Trial) -> dict[str, Any]:
 def trials_table(trials: Sequence[Trial], winner: Trial | None) -> str:
     """The trials as Markdown: config, throughput and p95 at the SLO, accuracy, cost, verdict."""
     lines = [
-        "| # | precision | window µs | max batch | instances | req/s at SLO | p95 ms "
+        "| # | precision | window µs | max batch | instances | also | req/s at SLO | p95 ms "
         "| accuracy drop | $ per 1k req | verdict |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for index, t in enumerate(trials, 1):
         c = t.candidate
         verdict = "winner" if t is winner else ("accepted" if t.accepted else t.reason)
         lines.append(
             f"| {index} | {c.precision} | {c.max_queue_delay_us} | {c.max_batch_size} | "
-            f"{c.instances} | {_num(t.throughput, '.1f')} | {_num(t.p95_ms, '.1f')} | "
+            f"{c.instances} | {c.extras() or '–'} | {_num(t.throughput, '.1f')} | "
+            f"{_num(t.p95_ms, '.1f')} | "
             f"{_num(t.outcome.accuracy, '.4f')} | {_num(t.cost_per_1k, '.6f')} | {verdict} |"
         )
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,10 +33,10 @@ from tenfold.tune.search import (
     search,
 )
 from tenfold.tune.space import (
-    Candidate,
     SearchSpace,
     SearchSpaceError,
     candidate_spec,
+    start_candidate,
     tuning_space,
     validate_space,
 )
@@ -44,6 +45,7 @@ from tenfold_runtime.tune import (
     LocalRunner,
     RecordedRunner,
     price_of,
+    read_inputs,
     served_as_written,
     trials_table,
     write_results,
@@ -90,12 +92,22 @@ def space_from_args(
         )
     except ValueError as error:
         raise TuneInputError(f"--precisions: {error}") from None
-    return SearchSpace(
+    # replace(): the axes without a flag (the list axes, backend, engine) stay the tuning's
+    return dataclasses.replace(
+        space,
         precisions=precisions,
         windows_us=args.windows_us if args.windows_us is not None else space.windows_us,
         max_batch_sizes=args.batch_sizes if args.batch_sizes is not None else space.max_batch_sizes,
         instances=args.instances if args.instances is not None else space.instances,
     )
+
+
+def inputs_from(path: Path) -> list[str]:
+    """The requests of an --inputs file, or TuneInputError saying why there are none."""
+    try:
+        return read_inputs(path)
+    except (OSError, ValueError) as error:
+        raise TuneInputError(f"--inputs: {error}") from None
 
 
 def read_tuning(path: Path, service: InferenceService) -> InferenceTuningSpec:
@@ -127,6 +139,7 @@ def merge_tuning(args: argparse.Namespace, tuning: InferenceTuningSpec) -> argpa
         "mode": str(tuning.mode),
         "objective": str(tuning.objective),
         "levels": tuple(tuning.load.concurrency),
+        "rates": tuple(tuning.load.request_rates) or None,
         "measure_ms": tuning.load.measurement_milliseconds,
         "max_trials": tuning.budget.max_trials,
         "minutes": tuning.budget.minutes,
@@ -148,8 +161,9 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
         )
         args = merge_tuning(args, tuning)
         space = space_from_args(service, tuning, args)
-        validate_space(manifest["spec"], space)
+        checked = validate_space(manifest["spec"], space)
         budget = Budget(max_trials=args.max_trials, minutes=args.minutes)
+        texts = inputs_from(args.inputs) if getattr(args, "inputs", None) else []
     except (TuneInputError, SearchSpaceError) as error:
         return refuse(args, str(error))
     except ValueError as error:  # the budget
@@ -169,6 +183,8 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
                 levels=args.levels,
                 measure_ms=args.measure_ms,
                 perf_analyzer=args.perf_analyzer,
+                texts=texts,
+                rates=args.rates or (),
             )
         )
     except (OSError, KeyError, ValueError, RuntimeError) as error:
@@ -177,12 +193,7 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
     price = price_of(spec)
     slo = service.spec.autoscaling.target_p95_latency_ms
     objective = Objective(args.objective)
-    start = Candidate(
-        service.spec.quantization.precision,
-        service.spec.batching.max_queue_delay_microseconds,
-        service.spec.batching.max_batch_size,
-        service.spec.runtime.instances_per_replica,
-    )
+    start = start_candidate(service.spec, space)
     print(
         f"tune: {args.mode} search of {space.size()} candidates for {service.name} "
         f"(SLO p95 <= {slo:g} ms, objective {objective})",
@@ -197,6 +208,7 @@ def run_tune(args: argparse.Namespace, command: str) -> int:
         objective=objective,
         budget=budget,
         start=start,
+        refused=checked.refused,
     )
     baselines = (
         measure_baselines(service, spec, result, runner, price, slo) if args.baselines else {}

@@ -97,3 +97,26 @@ def test_the_apiserver_refuses_a_budget_of_zero_trials(kubectl: Kubectl, namespa
     assert "spec.budget.maxTrials" in result.stderr and "should be greater than or equal to 1" in (
         result.stderr
     )
+
+
+def test_a_tuning_waits_for_its_inputs_configmap_then_mounts_it(
+    quiet_operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_manifest(kubectl, namespace, load_manifest(REPO_ROOT / "examples" / "minilm-cpu.yaml"))
+    own = copy.deepcopy(TUNING)
+    own["spec"]["load"]["inputs"] = {"configMapName": "traffic", "key": "sample.txt"}
+    apply_manifest(kubectl, namespace, own)
+    body = wait_condition(kubectl, namespace, "inferencetuning", "minilm-cost", "Degraded")
+    degraded = condition_of(body, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "InputsNotFound")
+    assert get_json(kubectl, namespace, "jobs")["items"] == []
+    kubectl("create", "configmap", "traffic", "-n", namespace,
+            "--from-literal=sample.txt=a question from our logs\nanother one")  # fmt: skip
+    # looked for again every 30 s (controller/tuning.py SERVICE_MISSING_RETRY_SECONDS)
+    job_name = wait_for(
+        lambda: tuning_status(kubectl, namespace, "minilm-cost").get("job"), "the Job", 75
+    )
+    pod = get_json(kubectl, namespace, "job", job_name)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "inputs"]
+    assert volume["configMap"]["name"] == "traffic"
+    assert "--inputs" in pod["containers"][0]["command"]

@@ -23,9 +23,12 @@ from tenfold.cli import EXIT_INVALID, main
 from tenfold.plan.prepare_spec import build_prepare_spec
 from tenfold_runtime.prepare import PrepareError, check_servable
 from tests.serving_oracle import (
+    ENGINE_MATRIX,
     MATRIX,
     PRECISION_MATRIX,
     SERVED,
+    engine_fields,
+    engine_spec_of,
     expected_fields,
     precision_fields,
     precision_spec_of,
@@ -50,12 +53,18 @@ def test_the_table_accounts_for_every_value_once():
     assert {(str(p.task), str(p.format), str(p.backend)) for p in SERVING.served} == SERVED
 
 
-def test_admission_refuses_exactly_what_the_runtime_cannot_serve():
+def admission_mismatches(matrix, make, expected) -> list[str]:
+    """The choices of `matrix` whose spec (`make`) is refused on other fields than `expected`."""
     wrong = []
-    for choice in MATRIX:
-        got = set(refused_fields(spec_of(*choice)))
-        if got != expected_fields(*choice):
+    for choice in matrix:
+        got = set(refused_fields(make(*choice)))
+        if got != expected(*choice):
             wrong.append(f"{'/'.join(choice)}: refused on {sorted(got)}")
+    return wrong
+
+
+def test_admission_refuses_exactly_what_the_runtime_cannot_serve():
+    wrong = admission_mismatches(MATRIX, spec_of, expected_fields)
     assert not wrong, "\n".join(wrong)
 
 
@@ -277,3 +286,70 @@ def test_a_spec_without_a_guard_metric_gets_its_tasks_default(task, default):
     assert spec.quantization.guard.metric is None
     prepared = build_prepare_spec("svc", spec)
     assert prepared.guard.metric == default
+
+
+def test_admission_refuses_the_onnxruntime_engine_exactly_where_it_cannot_run():
+    wrong = admission_mismatches(ENGINE_MATRIX, engine_spec_of, engine_fields)
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("choice", "field", "words"),
+    [
+        (("embedding", "huggingface", "pytorch", "cpu", "fp32"), "spec.runtime.engine",
+         "engine onnxruntime runs only with runtime.backend python and model.format huggingface"),
+        (("embedding", "onnx", "python", "cpu", "fp32"), "spec.runtime.engine",
+         "for model.task classification or embedding"),
+        (("reranking", "huggingface", "python", "cpu", "int8"), "spec.runtime.engine",
+         "runs only with runtime.backend python"),
+        (("embedding", "huggingface", "python", "L4", "int8"), "spec.runtime.engine",
+         "engine onnxruntime is served on gpuType cpu only: the runtime images carry "
+         "onnxruntime's CPU build (no onnxruntime-gpu)"),
+        (("embedding", "huggingface", "python", "cpu", "fp16"), "spec.quantization.precision",
+         "engine onnxruntime serves precision fp32 or int8 or mixed, not fp16: the model is "
+         "exported to ONNX at fp32"),
+    ],
+)  # fmt: skip
+def test_each_engine_refusal_names_the_field_and_the_reason(choice, field, words):
+    reasons = refused_fields(engine_spec_of(*choice))[field]
+    assert any(words in reason for reason in reasons), reasons
+
+
+def test_the_default_engine_is_torch_and_refused_nowhere():
+    spec = parse_spec(spec_of("embedding", "onnx", "python", "", "cpu"))
+    assert spec.runtime.engine == "torch"
+    assert build_prepare_spec("svc", spec).engine == "torch"
+
+
+def test_prepare_refuses_the_engine_where_admission_does_in_the_same_words():
+    wrong = []
+    for task, fmt, backend, gpu, precision in ENGINE_MATRIX:
+        reasons = [
+            r
+            for rs in refused_fields(engine_spec_of(task, fmt, backend, gpu, precision)).values()
+            for r in rs
+        ]
+        spec = prepare_spec(task, fmt, backend, "", gpu).model_copy(
+            update={"engine": "onnxruntime", "precision": Precision(precision)}
+        )
+        if problem := disagreement(reasons, spec):
+            wrong.append(f"{task}/{fmt}/{backend}/{gpu}/{precision}: {problem}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_engine_cel_messages_are_the_python_messages():
+    rules = {rule.name: rule for rule in serving_rules(SERVING)}
+    (engine,) = SERVING.engines
+    assert cel_map(rules["engine-served"].message_expression or "") == {
+        "onnxruntime": engine.path_message()
+    }
+    served = '"onnxruntime": ["embedding/huggingface/python", "classification/huggingface/python"]'
+    assert served in rules["engine-served"].cel
+    precision_messages = cel_map(rules["engine-precision"].message_expression or "")
+    assert precision_messages == {
+        "onnxruntime/fp16": engine.precision_message("fp16"),
+        "onnxruntime/bf16": engine.precision_message("bf16"),
+    }
+    assert cel_map(rules["engine-needs-cpu"].message_expression or "") == {
+        "onnxruntime": engine.gpu_message()
+    }

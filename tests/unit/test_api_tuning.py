@@ -34,7 +34,9 @@ def test_the_tuning_crd_is_structural_and_in_tenfolds_group() -> None:
         assert keyword not in text
     assert schema["properties"]["spec"]["required"] == ["serviceName"]
     space = schema["properties"]["spec"]["properties"]["searchSpace"]["properties"]
-    assert {s["x-kubernetes-list-type"] for s in space.values()} == {"set"}
+    listed = {"preferredBatchSizes", "sequenceBuckets"}  # values that are lists themselves
+    assert {s["x-kubernetes-list-type"] for n, s in space.items() if n not in listed} == {"set"}
+    assert {space[n]["x-kubernetes-list-type"] for n in listed} == {"atomic"}
 
 
 def test_a_tuning_names_only_its_service_and_gets_the_defaults() -> None:

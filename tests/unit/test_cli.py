@@ -6,8 +6,10 @@ import io
 import subprocess
 import sys
 
+import pytest
 import yaml
 
+from tenfold import cli
 from tenfold.cli import main
 from tests.conftest import EXAMPLES, REPO_ROOT
 
@@ -86,3 +88,16 @@ def test_validate_names_the_bad_field_of_an_inference_tuning(tmp_path):
     result = run_cli("validate", "-f", str(path))
     assert result.returncode == 1
     assert "minilm-cost: spec.mode:" in result.stderr
+
+
+def test_tenfold_tune_is_the_runtimes_tune(monkeypatch: pytest.MonkeyPatch) -> None:
+    # through the console script, as a pipeline runs it: the runtime's own refusal comes back
+    found = subprocess.run(
+        [sys.executable, "-m", "tenfold.cli", "tune", "-f", str(EXAMPLES / "minilm-cpu.yaml"),
+         "--max-trials", "0", "--output", "/tmp/tenfold-tune-cli-test"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert found.returncode == 2
+    assert "tune: --max-trials/--minutes:" in found.stderr
+    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    assert cli.main(["tune", "-f", "x.yaml"]) == cli.EXIT_USAGE

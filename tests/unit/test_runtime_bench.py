@@ -66,3 +66,19 @@ def test_perf_command_bounds_the_run_and_writes_csv(tmp_path):
     assert "--concurrency-range=4:4" in command
     assert command[command.index("--max-trials") + 1] == "6"
     assert command[command.index("-f") + 1] == str(tmp_path / "o.csv")
+
+
+def test_a_request_rate_run_offers_a_rate_and_reads_it_back(tmp_path):
+    command = bench.perf_command(
+        "pa", "m", "127.0.0.1:1", 50.5, tmp_path / "d.json", tmp_path / "o.csv", 3000,
+        request_rate=True,
+    )  # fmt: skip
+    assert "--request-rate-range=50.5:50.5" in command
+    assert not any(arg.startswith("--concurrency-range") for arg in command)
+    csv_text = (
+        "Request Rate,Inferences/Second,Client Send,p50 latency,p90 latency,p95 latency,"
+        "p99 latency\n50.5,49.8,30,11000,15000,18000,25000\n"
+    )
+    (point,) = bench.parse_perf_csv(csv_text, "m", 1.0)
+    assert (point.offered_rate, point.concurrency, point.throughput) == (50.5, 0, 49.8)
+    assert point.p95_ms == 18.0

@@ -15,6 +15,7 @@ from tenfold.tune.search import (
     Objective,
     Outcome,
     at_slo,
+    judge,
     quality,
     search,
     trials_to_reach,
@@ -31,9 +32,9 @@ PRICE = 0.1  # USD per hour, the same for every candidate (one CPU replica)
 
 
 def position(c: Candidate) -> tuple[int, ...]:
-    """The candidate's indices along each axis."""
-    point = (c.precision, c.max_queue_delay_us, c.max_batch_size, c.instances)
-    return tuple(axis.index(v) for axis, v in zip(SPACE.dimensions(), point, strict=True))
+    """The candidate's indices along the four searched axes (the others hold one value)."""
+    indices = tuple(axis.index(v) for axis, v in zip(SPACE.dimensions(), c.point(), strict=True))
+    return indices[:4]
 
 
 def smooth(peak: tuple[int, ...], width: float = 2.0):
@@ -184,3 +185,13 @@ def test_quick_walks_towards_the_slo_from_a_start_outside_it() -> None:
     result = run(evaluate, Mode.QUICK, start=Candidate(Precision.MIXED, 500, 8, 1))
     assert result.trials[0].reason is not None  # the start is over the SLO
     assert result.winner is not None and result.winner.candidate.max_queue_delay_us == 10000
+
+
+def test_an_open_loop_level_counts_only_if_its_rate_was_answered() -> None:
+    answered = Level(0, 97.0, 40.0, offered_rate=100.0)
+    behind = Level(0, 150.0, 60.0, offered_rate=200.0)  # 75% of the rate: falling behind
+    assert at_slo([answered, behind], 200.0) == answered
+    candidate = Candidate(Precision.FP32, 5000, 8, 1)
+    trial = judge(candidate, Outcome(levels=(behind,)), 200.0, 0.1)
+    assert trial.reason == "sustained no offered rate (150.0 req/s answered of 200 offered)"
+    assert judge(candidate, Outcome(levels=(answered, behind)), 200.0, 0.1).throughput == 97.0

@@ -38,7 +38,7 @@ def test_the_default_space_walks_the_guard_ladder_around_the_service(manifest: d
     assert space.windows_us == (1250, 5000, 20000)
     assert space.max_batch_sizes == (8, 32)
     assert space.instances == (1, 2)
-    assert len(validate_space(manifest["spec"], space)) == space.size() == 36
+    assert len(validate_space(manifest["spec"], space).specs) == space.size() == 36
 
 
 def test_a_candidate_changes_only_the_tuned_fields(manifest: dict) -> None:
@@ -156,7 +156,7 @@ def test_tune_refuses_a_bad_tuning_file(
 def _args(**given: object) -> argparse.Namespace:
     """The tune command's tuned options, none given on the command line but `given`."""
     keys = ("mode", "objective", "levels", "measure_ms", "max_trials", "minutes", "precisions")
-    blank = dict.fromkeys((*keys, "windows_us", "batch_sizes", "instances"))
+    blank = dict.fromkeys((*keys, "rates", "windows_us", "batch_sizes", "instances"))
     return argparse.Namespace(**{**blank, **given})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 import yaml
 
 from tenfold.api.catalog import load_catalog
-from tenfold.api.enums import Precision
-from tenfold.api.resource import parse_inference_service, parse_tuning_spec
+from tenfold.api.enums import Engine, Precision
+from tenfold.api.resource import InvalidSpecError, parse_inference_service, parse_tuning_spec
 from tenfold.api.status import ConditionType
 from tenfold.api.tuning import InferenceTuningStatus
 from tenfold.controller import tuning as tn
@@ -24,11 +25,27 @@ from tenfold.plan.tuning import (
     build_tuning_job,
     tuning_job_name,
 )
-from tenfold.tune.search import Outcome, Result, Trial
-from tenfold.tune.space import Candidate
-from tenfold.tune.summary import MESSAGE_LIMIT, SummaryError, decode, encode, failure, summarize
+from tenfold.tune.search import Level, Mode, Outcome, Result, Trial, search
+from tenfold.tune.space import (
+    Candidate,
+    SearchSpace,
+    start_candidate,
+    tuning_space,
+    validate_space,
+)
+from tenfold.tune.summary import (
+    MESSAGE_LIMIT,
+    SummaryError,
+    decode,
+    encode,
+    failure,
+    summarize,
+    trial_row,
+)
+from tenfold_runtime.calibration import builtin_calibration
 from tenfold_runtime.cli import main
-from tenfold_runtime.tune_cli import read_service, read_tuning
+from tenfold_runtime.tune import request_texts
+from tenfold_runtime.tune_cli import merge_tuning, read_service, read_tuning, space_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE = yaml.safe_load((ROOT / "examples" / "minilm-cpu.yaml").read_text())
@@ -304,3 +321,188 @@ def test_a_job_deleted_by_hand_is_reported_as_failed() -> None:
     found = tn.vanished("minilm-cost-tune-2")
     assert _reasons(found)["Degraded"] == ("True", "JobFailed")
     assert "minilm-cost-tune-2 was deleted before it ended" in found.conditions[0].message
+
+
+# -- the team's own inputs -----------------------------------------------------------------
+
+
+def _with_inputs(document: dict[str, Any]) -> dict[str, Any]:
+    tuning = copy.deepcopy(document)
+    tuning["spec"]["load"]["inputs"] = {"configMapName": "traffic", "key": "sample.txt"}
+    return tuning
+
+
+def test_the_job_mounts_the_teams_inputs_and_sends_them() -> None:
+    started = tn.start(_with_inputs(_stored(TUNING)), _stored(SERVICE), default_image="x")
+    pod = started.objects[1]["spec"]["template"]["spec"]
+    (volume,) = [
+        v for v in pod["volumes"] if "configMap" in v and v["configMap"]["name"] == "traffic"
+    ]
+    assert volume["configMap"]["items"] == [{"key": "sample.txt", "path": "inputs.txt"}]
+    command = pod["containers"][0]["command"]
+    assert command[command.index("--inputs") + 1] == "/etc/tenfold/tuning-inputs/inputs.txt"
+
+
+def test_missing_inputs_are_refused_and_retried() -> None:
+    with pytest.raises(tn.TuningRefusedError) as refused:
+        tn.start(
+            _with_inputs(_stored(TUNING)),
+            _stored(SERVICE),
+            default_image="x",
+            inputs_key_found=False,
+        )
+    assert refused.value.reason == "InputsNotFound" and refused.value.retry
+    assert "spec.load.inputs: ConfigMap 'traffic' with key 'sample.txt'" in refused.value.message
+
+
+def test_requests_are_the_given_inputs_else_the_built_in_calibration_set() -> None:
+    service = parse_inference_service(_stored(SERVICE))
+    assert request_texts(service, ["mine"]) == ["mine"]
+    assert request_texts(service) == builtin_calibration(service.spec.model.task)
+
+
+def test_an_empty_inputs_file_is_bad_input(tmp_path: Path) -> None:
+    empty, summary = tmp_path / "inputs.txt", tmp_path / "termination-log"
+    empty.write_text("\n  \n")
+    code = main(
+        ["tune", "-f", str(ROOT / "examples" / "minilm-cpu.yaml"), "--inputs", str(empty),
+         "--output", str(tmp_path / "out"), "--summary", str(summary)]
+    )  # fmt: skip
+    assert code == 2
+    assert "--inputs: " in decode(summary.read_text())["error"]
+    assert "no input in it" in decode(summary.read_text())["error"]
+
+
+def test_request_rates_are_a_set_of_positive_rates_and_reach_the_command_line() -> None:
+    spec = copy.deepcopy(TUNING["spec"])
+    spec["load"]["requestRates"] = [50, 50]
+    with pytest.raises(InvalidSpecError, match="spec.load.requestRates: a value is listed twice"):
+        parse_tuning_spec(spec)
+    spec["load"]["requestRates"] = [0]
+    with pytest.raises(InvalidSpecError, match="requestRates"):
+        parse_tuning_spec(spec)
+    spec["load"]["requestRates"] = [25, 50.5]
+    tuning = parse_tuning_spec(spec)
+    keys = ("mode", "objective", "levels", "rates", "measure_ms", "max_trials", "minutes")
+    blank = argparse.Namespace(**dict.fromkeys(keys))
+    assert merge_tuning(blank, tuning).rates == (25.0, 50.5)
+
+
+# -- list-valued axes ----------------------------------------------------------------------
+
+
+def test_preferred_batch_sizes_and_buckets_are_axes_of_whole_lists() -> None:
+    spec = copy.deepcopy(TUNING["spec"])
+    spec["searchSpace"] = {
+        "precisions": ["mixed"],
+        "maxQueueDelayMicroseconds": [5000],
+        "maxBatchSizes": [8, 32],
+        "instancesPerReplica": [1],
+        "preferredBatchSizes": [[], [8, 16, 32]],
+        "sequenceBuckets": [[32, 128]],
+    }
+    tuning = parse_tuning_spec(spec)
+    service = parse_inference_service(_stored(SERVICE))
+    space = tuning_space(service.spec, tuning.search_space)
+    assert space.size() == 4
+    specs = validate_space(SERVICE["spec"], space).specs
+    small = Candidate(Precision.MIXED, 5000, 8, 1, (8, 16, 32), (32, 128))
+    # sizes above the candidate's maxBatchSize are dropped, as Triton requires
+    assert specs[small].batching.preferred_batch_sizes == [8]
+    assert specs[small].batching.sequence_buckets == [32, 128]
+    assert "preferred=[8, 16, 32] buckets=[32, 128]" in small.label()
+    # the climb starts from the service's own lists when the axis holds them
+    assert start_candidate(service.spec, space).preferred_batch_sizes == (8, 16, 32)
+    trial = _trial(Precision.MIXED, 5000, accepted=True)
+    row = decode(encode(summarize(Result((trial,), trial, "x"), 1, None)))["trials"][0]
+    assert "preferredBatchSizes" not in row  # as written: not searched, not shown
+    listed = Trial(small, trial.outcome, trial.hourly, 700.0, 26.0, 3e-5)
+    row = decode(encode(summarize(Result((listed,), listed, "x"), 1, None)))["trials"][0]
+    assert row["preferredBatchSizes"] == [8, 16, 32] and row["sequenceBuckets"] == [32, 128]
+    InferenceTuningStatus.model_validate({"trials": [row]})
+    spec["searchSpace"]["sequenceBuckets"] = [[32, 128], [32, 128]]
+    with pytest.raises(InvalidSpecError, match="sequenceBuckets: a value is listed twice"):
+        parse_tuning_spec(spec)
+
+
+def test_backends_are_an_axis_each_prepared_apart() -> None:
+    spec = copy.deepcopy(TUNING["spec"])
+    spec["searchSpace"] = {"precisions": ["int8"], "backends": ["python", "onnxruntime"]}
+    tuning = parse_tuning_spec(spec)
+    service = parse_inference_service(_stored(SERVICE))
+    space = tuning_space(service.spec, tuning.search_space)
+    specs = validate_space(SERVICE["spec"], space).specs
+    onnx = [c for c in specs if c.backend == "onnxruntime"]
+    assert onnx and all(specs[c].runtime.backend == "onnxruntime" for c in onnx)
+    python = next(c for c in specs if c.backend == "python")
+    assert python.prepare_key() != onnx[0].prepare_key()
+    assert start_candidate(service.spec, space).backend == "python"  # the service's own
+    row = trial_row(Trial(onnx[0], Outcome(), 0.1, reason="no backend"))
+    assert (
+        decode(encode({**summarize(Result((), None, "x"), 1, None), "rows": [row]}))["trials"][0][
+            "backend"
+        ]
+        == "onnxruntime"
+    )
+
+
+def test_combinations_the_rules_refuse_are_shown_not_measured() -> None:
+    spec = copy.deepcopy(TUNING["spec"])
+    spec["searchSpace"] = {
+        "precisions": ["int8", "fp32"],
+        "maxQueueDelayMicroseconds": [5000],
+        "maxBatchSizes": [8],
+        "instancesPerReplica": [1],
+        "backends": ["python", "onnxruntime"],
+        "engines": ["torch", "onnxruntime"],
+    }
+    service = parse_inference_service(_stored(SERVICE))
+    space = tuning_space(service.spec, parse_tuning_spec(spec).search_space)
+    checked = validate_space(SERVICE["spec"], space)
+    # the engine runs inside the Python backend only: with the onnxruntime backend it is refused
+    refused = list(checked.refused)
+    assert len(refused) == 2 and all(
+        (c.backend, c.engine) == ("onnxruntime", "onnxruntime") for c in refused
+    )
+    assert all("spec.runtime.engine" in checked.refused[c] for c in refused)
+    measured: list[Candidate] = []
+
+    def evaluate(candidate: Candidate) -> Outcome:
+        measured.append(candidate)
+        return Outcome(levels=(Level(4, 100.0, 20.0),))
+
+    result = search(
+        space, evaluate, lambda c: 0.1, slo_ms=200, mode=Mode.BRUTE, refused=checked.refused
+    )
+    assert not set(refused) & set(measured) and len(measured) == 6
+    shown = [t for t in result.trials if t.candidate in checked.refused]
+    assert len(shown) == 2 and not any(t.measured for t in shown)
+    assert all(t.reason == checked.refused[t.candidate] for t in shown)
+
+
+def test_the_command_line_keeps_the_tunings_axes_it_has_no_flag_for() -> None:
+    service, _ = read_service(ROOT / "examples" / "minilm-cpu.yaml")
+    tuning = read_tuning(ROOT / "examples" / "minilm-tuning-engines.yaml", service)
+    keys = ("mode", "objective", "levels", "rates", "measure_ms", "max_trials", "minutes")
+    flags = dict.fromkeys((*keys, "precisions", "windows_us", "batch_sizes", "instances"))
+    space = space_from_args(
+        service, tuning, merge_tuning(argparse.Namespace(**{**flags, "instances": (2,)}), tuning)
+    )
+    assert space.engines == ("torch", "onnxruntime") and space.instances == (2,)
+
+
+def test_a_guard_rejection_holds_for_its_engine_only() -> None:
+    space = SearchSpace(
+        (Precision.INT8,), (5000,), (8,), (1,), engines=(Engine.TORCH, Engine.ONNXRUNTIME)
+    )
+    calls: list[Candidate] = []
+
+    def evaluate(candidate: Candidate) -> Outcome:
+        calls.append(candidate)
+        if candidate.engine is Engine.TORCH:  # torch's int8 fails, onnxruntime's passes
+            return Outcome(rejected="accuracy guard: drop 0.0231", precision_rejected=True)
+        return Outcome(levels=(Level(4, 900.0, 20.0),), accuracy=0.0062)
+
+    result = search(space, evaluate, lambda c: 0.1, slo_ms=200, mode=Mode.BRUTE)
+    assert [c.engine for c in calls] == [Engine.TORCH, Engine.ONNXRUNTIME]
+    assert result.winner is not None and result.winner.candidate.engine is Engine.ONNXRUNTIME

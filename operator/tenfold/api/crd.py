@@ -94,7 +94,8 @@ def model_schema(model: type[ApiModel]) -> dict:
 
 
 def default_empty_containers(schema: dict[str, Any]) -> dict[str, Any]:
-    """Give every optional object `default: {}` and every optional list `default: []`.
+    """Give every optional object (whose fields are all optional) `default: {}` and every
+    optional list `default: []`.
 
     The apiserver then fills nested defaults too, so CEL rules can read any field without
     `has()` guards, and the stored object shows the values the operator acts on.
@@ -102,7 +103,9 @@ def default_empty_containers(schema: dict[str, Any]) -> dict[str, Any]:
     required = set(schema.get("required", ()))
     for name, child in schema.get("properties", {}).items():
         if name not in required and "default" not in child:
-            if child.get("type") == "object":
+            # An optional object with required fields of its own (a ConfigMap reference) has
+            # no empty form: left out means absent.
+            if child.get("type") == "object" and not child.get("required"):
                 child["default"] = {}
             elif child.get("type") == "array":
                 child["default"] = []

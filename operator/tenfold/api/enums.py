@@ -43,6 +43,14 @@ class Backend(StrEnum):
     VLLM = "vllm"
 
 
+class Engine(StrEnum):
+    """What runs the model inside the Python backend: torch (the default), or onnxruntime on
+    the model tenfold exported to ONNX."""
+
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+
+
 class GuardMetric(StrEnum):
     """How the accuracy guard compares the quantized model with full precision."""
 

@@ -7,7 +7,7 @@ this model instead of agreeing on dict keys.
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
+from tenfold.api.enums import Backend, Engine, GuardMetric, ModelFormat, Precision, Task
 from tenfold.api.triton_io import TASK_IO
 
 # The pytorch and onnxruntime backends run tensors, not text: the served model is then a Triton
@@ -74,6 +74,11 @@ class PrepareSpec(BaseModel):
     )
     guard: GuardSettings = Field(default_factory=GuardSettings)
     backend: Backend = Backend.PYTHON
+    engine: Engine = Field(
+        Engine.TORCH,
+        description="What runs the model in the Python backend: torch, or onnxruntime on the "
+        "ONNX export the guard measured.",
+    )
     device: str = Field("cpu", description="cpu or cuda: where the quantized model must run.")
     max_batch_size: int = Field(32, ge=0)
     config_pbtxt: str = Field(description="Triton config.pbtxt rendered by the operator.")

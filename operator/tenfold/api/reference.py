@@ -14,7 +14,13 @@ from tenfold import constants
 from tenfold.api.crd import build_crd, build_tuning_crd
 from tenfold.api.enums import Backend, ModelFormat, Task
 from tenfold.api.rules import cel_validations
-from tenfold.api.serving import DIMENSIONS, SERVING, ServingTable
+from tenfold.api.serving import (
+    DIMENSIONS,
+    ENGINE_FIELD,
+    PRECISION_FIELD,
+    SERVING,
+    ServingTable,
+)
 
 
 def _rows(schema: dict[str, Any], path: str) -> Iterator[tuple[str, str, str, str]]:
@@ -93,6 +99,23 @@ def _cell(table: ServingTable, task: Task, format: ModelFormat, backend: Backend
     return f"refused: {', '.join(fields)}"
 
 
+def _engine_lines(table: ServingTable) -> list[str]:
+    """Where each engine other than torch runs, what it serves, and where it is refused."""
+    lines = []
+    for engine in table.engines:
+        served = " or ".join(str(p) for p in engine.precisions)
+        lines += [
+            "",
+            f"With `runtime.engine: {engine.engine}`: {engine.path_message()} "
+            f"(`spec{ENGINE_FIELD}`); precision {served} only: {engine.precision_reason} "
+            f"(`spec{PRECISION_FIELD}`; rungs of the fallback ladder it cannot serve are "
+            "skipped by the guard as unsupported).",
+        ]
+        if engine.gpu_reason:
+            lines.append(f"On a GPU type: {engine.gpu_message()} (`spec{ENGINE_FIELD}`).")
+    return lines
+
+
 def render_serving_table(table: ServingTable) -> list[str]:
     """The task × format × backend table: served, refused, and why (api/serving.py)."""
     backends = list(Backend)
@@ -116,6 +139,11 @@ def render_serving_table(table: ServingTable) -> list[str]:
     ]
     lines += ["", "How each served combination is served:", ""]
     lines += [f"- {p.task}, {p.format}, {p.backend}: {p.how}" for p in table.served]
+    lines += [
+        f"- {p.task}, {p.format}, {p.backend}, engine {e.engine}: {p.how}"
+        for e in table.engines
+        for p in e.paths
+    ]
     lines += ["", "Why the rest are refused:", ""]
     lines += [
         f"- `spec{d.field_path}`: {message}"
@@ -134,6 +162,7 @@ def render_serving_table(table: ServingTable) -> list[str]:
         f"On a GPU type: {table.cpu_message(f)} (`spec.model.format`)."
         for f in table.cpu_only_formats
     ]
+    lines += _engine_lines(table)
     lines += [
         "",
         "Precisions served on no GPU (`spec.quantization.precision` and every entry of "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tenfold.api.catalog import CPU, GIB, GpuCatalog, load_catalog
 from tenfold.api.cost import HOURS_PER_MONTH, service_cost, valid_price
-from tenfold.api.enums import GuardMetric
+from tenfold.api.enums import GuardMetric, Precision
 from tenfold.api.footprint import (
     MI,
     REDIS_CPU_MILLICORES,
@@ -30,6 +30,7 @@ from tenfold.api.footprint import (
 from tenfold.api.serving import (
     BACKEND_FIELD,
     DIMENSIONS,
+    ENGINE_FIELD,
     FALLBACK_FIELD,
     FORMAT_FIELD,
     METRIC_FIELD,
@@ -164,6 +165,7 @@ def spec_refusals(spec: InferenceServiceSpec, table: ServingTable = SERVING) -> 
         gpu=spec.hardware.gpu_type != CPU,
         precision=quantization.precision,
         fallback=quantization.guard.fallback,
+        engine=spec.runtime.engine,
     )
 
 
@@ -254,6 +256,7 @@ def serving_rules(table: ServingTable) -> tuple[Rule, ...]:
         )
     )
     rules += precision_rules(table)
+    rules += engine_rules(table)
     gpu_only = sorted(str(b) for b in table.gpu_only)
     rules.append(
         _refusal_rule(
@@ -277,6 +280,61 @@ def serving_rules(table: ServingTable) -> tuple[Rule, ...]:
         )
     )
     return tuple(rules)
+
+
+def engine_rules(table: ServingTable) -> list[Rule]:
+    """An engine other than torch runs only on its paths, precisions and (maybe) CPU."""
+    if not table.engines:
+        return []
+    model, runtime = "self.model", "self.runtime"
+    engine, precision = f"{runtime}.engine", "self.quantization.precision"
+    names = [str(e.engine) for e in table.engines]
+    key = f"{model}.task + '/' + {model}.format + '/' + {runtime}.backend"
+    paths = {str(e.engine): [p.key() for p in e.paths] for e in table.engines}
+    path_messages = {str(e.engine): e.path_message() for e in table.engines}
+    served = {str(e.engine): [str(p) for p in e.precisions] for e in table.engines}
+    unserved = _cel_list([str(p) for p in table.precisions_not_served])
+    precision_messages = {
+        f"{e.engine}/{p}": e.precision_message(p)
+        for e in table.engines
+        for p in Precision
+        if table.precision_served(p) and p not in e.precisions
+    }
+    cpu_only = {str(e.engine): e.gpu_message() for e in table.engines if e.gpu_reason}
+    rules = [
+        _refusal_rule(
+            table,
+            "engine-served",
+            ENGINE_FIELD,
+            "; ".join(path_messages.values()),
+            f"!({engine} in {_cel_list(names)}) || {key} in {_cel_map(paths)}[{engine}]",
+            f"{_cel_map(path_messages)}[{engine}]",
+        ),
+        _refusal_rule(
+            table,
+            "engine-precision",
+            PRECISION_FIELD,
+            "; ".join(
+                f"engine {e.engine} serves precision {' or '.join(served[str(e.engine)])}"
+                for e in table.engines
+            ),
+            f"!({engine} in {_cel_list(names)}) || {precision} in {unserved}"
+            f" || {precision} in {_cel_map(served)}[{engine}]",
+            f"{_cel_map(precision_messages)}[{engine} + '/' + {precision}]",
+        ),
+    ]
+    if cpu_only:
+        rules.append(
+            _refusal_rule(
+                table,
+                "engine-needs-cpu",
+                ENGINE_FIELD,
+                "; ".join(cpu_only.values()),
+                f"!({engine} in {_cel_list(list(cpu_only))} && self.hardware.gpuType != 'cpu')",
+                f"{_cel_map(cpu_only)}[{engine}]",
+            )
+        )
+    return rules
 
 
 def precision_rules(table: ServingTable) -> list[Rule]:

@@ -6,7 +6,9 @@ that then crash-loops the `prepare` init container. Three readers use this table
 else: `rules.py` generates the CRD's CEL and the Python rules of `tenfold validate` and the
 operator from it, `reference.py` renders the table of `docs/api.md` from it, and the runtime's
 `prepare` refuses what it cannot serve with the same words. A new serving path is a new row of
-SERVED (and one reason fewer in NOT_SERVED); the rules, the CRD and the docs follow.
+SERVED (and one reason fewer in NOT_SERVED); the rules, the CRD and the docs follow. An engine
+other than the backend's own (`runtime.engine`) is an EngineServing: the paths it runs on, the
+precisions it serves and whether it needs a CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tenfold.api.enums import Backend, GuardMetric, ModelFormat, Precision, Task
+from tenfold.api.enums import Backend, Engine, GuardMetric, ModelFormat, Precision, Task
 
 # The spec fields the table is looked up by, as CEL field paths relative to spec.
 TASK_FIELD = ".model.task"
@@ -24,6 +26,7 @@ BACKEND_FIELD = ".runtime.backend"
 METRIC_FIELD = ".quantization.guard.metric"
 PRECISION_FIELD = ".quantization.precision"
 FALLBACK_FIELD = ".quantization.guard.fallback"
+ENGINE_FIELD = ".runtime.engine"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,47 @@ class ServedPath:
 
 
 @dataclass(frozen=True)
+class EngineServing:
+    """An engine other than the default (torch): the paths it runs, the precisions it serves,
+    and why it is refused on GPU types (None: served on them too)."""
+
+    engine: Engine
+    paths: tuple[ServedPath, ...]
+    precisions: tuple[Precision, ...]
+    precision_reason: str  # why the other precisions are not served
+    gpu_reason: str | None = None
+
+    def serves(self, task: Task, format: ModelFormat, backend: Backend) -> bool:
+        """Whether this engine runs the combination."""
+        key = combination_key(task, format, backend)
+        return any(p.key() == key for p in self.paths)
+
+    def path_message(self) -> str:
+        """Why the engine is refused elsewhere, naming where it runs."""
+        values = {
+            d.name: " or ".join(sorted({str(getattr(p, d.name)) for p in self.paths}))
+            for d in DIMENSIONS
+        }
+        return (
+            f"engine {self.engine} runs only with runtime.backend {values['backend']} and "
+            f"model.format {values['format']}, for model.task {values['task']}; "
+            "other combinations take the default engine torch"
+        )
+
+    def precision_message(self, precision: str) -> str:
+        """Why `precision` is refused with this engine."""
+        served = " or ".join(str(p) for p in self.precisions)
+        return (
+            f"engine {self.engine} serves precision {served}, not {precision}: "
+            f"{self.precision_reason}"
+        )
+
+    def gpu_message(self) -> str:
+        """Why the engine is refused on a GPU type."""
+        return f"engine {self.engine} is served on gpuType cpu only: {self.gpu_reason}"
+
+
+@dataclass(frozen=True)
 class Refusal:
     """Why a spec cannot be served: the rule it breaks, the field to change and why."""
 
@@ -83,6 +127,8 @@ class ServingTable:
     precisions_not_served: Mapping[Precision, str]
     # Formats served only on CPU nodes, and why.
     cpu_only_formats: Mapping[ModelFormat, str] = field(default_factory=dict)
+    # Engines other than the default (torch), where they run and what they serve.
+    engines: tuple[EngineServing, ...] = ()
 
     def served_values(self, dimension: Dimension) -> list[str]:
         """The values of `dimension` that some served path uses, in enum order."""
@@ -150,10 +196,12 @@ class ServingTable:
         gpu: bool,
         precision: Precision,
         fallback: Sequence[Precision],
+        engine: Engine = Engine.TORCH,
     ) -> list[Refusal]:
         """Every reason the runtime cannot serve this choice; empty when it can."""
         found = self.combination_refusals(task, format, backend)
         found += self.precision_refusals(precision, fallback)
+        found += self.engine_refusals(task, format, backend, engine, gpu=gpu, precision=precision)
         if metric is not None and not self.metric_fits(task, metric):
             reason = self.metric_message(task, metric)
             found.append(Refusal("metric-fits-task", METRIC_FIELD, reason))
@@ -162,6 +210,31 @@ class ServingTable:
         if format in self.cpu_only_formats and gpu:
             reason = self.cpu_message(format)
             found.append(Refusal("format-needs-cpu", FORMAT_FIELD, reason))
+        return found
+
+    def engine_refusals(
+        self,
+        task: Task,
+        format: ModelFormat,
+        backend: Backend,
+        engine: Engine,
+        *,
+        gpu: bool,
+        precision: Precision,
+    ) -> list[Refusal]:
+        """Why `engine` cannot run this choice; empty for the default engine."""
+        served = next((e for e in self.engines if e.engine == engine), None)
+        if served is None:
+            return []
+        found = []
+        if not served.serves(task, format, backend):
+            found.append(Refusal("engine-served", ENGINE_FIELD, served.path_message()))
+        # A precision served nowhere is precision-served's to refuse, with its own reason.
+        if self.precision_served(precision) and precision not in served.precisions:
+            reason = served.precision_message(precision)
+            found.append(Refusal("engine-precision", PRECISION_FIELD, reason))
+        if gpu and served.gpu_reason is not None:
+            found.append(Refusal("engine-needs-cpu", ENGINE_FIELD, served.gpu_message()))
         return found
 
     def metric_fits(self, task: Task, metric: GuardMetric | None) -> bool:
@@ -325,6 +398,38 @@ SERVING = ServingTable(
             "mslk >= 1.0.0), and the runtime image installs no torchao; use int8 or mixed"
         ),
     },
+    engines=(
+        EngineServing(
+            Engine.ONNXRUNTIME,
+            paths=(
+                ServedPath(
+                    Task.EMBEDDING,
+                    ModelFormat.HUGGINGFACE,
+                    Backend.PYTHON,
+                    "the guarded encoder exported to ONNX (pooling inside the graph), run by "
+                    "onnxruntime in a generated model.py",
+                ),
+                ServedPath(
+                    Task.CLASSIFICATION,
+                    ModelFormat.HUGGINGFACE,
+                    Backend.PYTHON,
+                    "the guarded classifier exported to ONNX, run by onnxruntime in a "
+                    "generated model.py, one logit per label",
+                ),
+            ),
+            # What the onnxruntime backend's export serves (runtime export.check_exportable).
+            precisions=(Precision.FP32, Precision.INT8, Precision.MIXED),
+            precision_reason=(
+                "the model is exported to ONNX at fp32 and quantized by onnxruntime's dynamic "
+                "int8, and onnxruntime's CPU kernels lack most fp16 and bf16 operators"
+            ),
+            gpu_reason=(
+                "the runtime images carry onnxruntime's CPU build (no onnxruntime-gpu), so on a "
+                "GPU node the model would run on its CPU; on a GPU, use backend onnxruntime "
+                "(Triton's own, with CUDA) or the engine torch"
+            ),
+        ),
+    ),
     cpu_only_formats={
         ModelFormat.ONNX: (
             "a user's ONNX file runs on the CPU build of onnxruntime inside the Python backend; "

@@ -25,6 +25,7 @@ from tenfold.api.enums import (
     AutoscalingMode,
     Backend,
     CacheMode,
+    Engine,
     GuardMetric,
     ModelFormat,
     Precision,
@@ -119,6 +120,12 @@ class RuntimeSpec(ApiModel):
         Backend.PYTHON,
         description="Triton backend that executes the model. pytorch and onnxruntime serve "
         "an encoder exported by tenfold (TorchScript or ONNX) behind a tokenizer ensemble.",
+    )
+    engine: Engine = Field(
+        Engine.TORCH,
+        description="What runs the model inside the Python backend (backend python, format "
+        "huggingface only): torch, or onnxruntime on the model tenfold exports to ONNX and "
+        "guards (fp32, int8, mixed; CPU only).",
     )
     instances_per_replica: int = Field(
         1, ge=1, le=16, description="Model instances per pod (Triton instance_group count)."

@@ -9,57 +9,105 @@ message (`tenfold.tune.summary`); the status below holds what it found.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from tenfold.api.enums import Precision, TuningAction, TuningMode, TuningObjective
+from tenfold.api.enums import (
+    Backend,
+    Engine,
+    Precision,
+    TuningAction,
+    TuningMode,
+    TuningObjective,
+)
 from tenfold.api.spec import MAX_QUEUE_DELAY_US, ApiModel, DnsLabel
 from tenfold.api.status import Condition
 
 QueueDelay = Annotated[int, Field(ge=0, le=MAX_QUEUE_DELAY_US)]
 BatchLimit = Annotated[int, Field(ge=0, le=4096)]
 Instances = Annotated[int, Field(ge=1, le=16)]
+BatchSize = Annotated[int, Field(ge=1, le=4096)]
+Bucket = Annotated[int, Field(ge=1, le=65536)]
 Concurrency = Annotated[int, Field(ge=1, le=1024)]
 # The apiserver refuses a repeated value in a list typed as a set; the validator below says
 # the same in Python.
 _SET: dict = {"x-kubernetes-list-type": "set"}
 
 
+def _axis(description: str, max_length: int = 16, list_type: str = "set") -> Any:
+    """One axis of the search space: a list of the values tried, empty for the default.
+
+    Scalar axes are sets (the apiserver refuses a repeated value, as does the validator
+    below); axes whose values are lists themselves are atomic lists, checked below alone."""
+    return Field(
+        default_factory=list,
+        max_length=max_length,
+        json_schema_extra={"x-kubernetes-list-type": list_type},
+        description=description,
+    )
+
+
 class TuningSearchSpace(ApiModel):
     """The values tried for each tuned field; the grid is their product."""
 
-    precisions: list[Precision] = Field(
-        default_factory=list,
+    precisions: list[Precision] = _axis(
+        "Precisions tried, each prepared once and judged by the service's own accuracy guard "
+        "(a precision it rejects is no candidate). Empty: the service's guard ladder (its "
+        "precision, then its fallback).",
         max_length=7,
-        json_schema_extra=_SET,
-        description="Precisions tried, each prepared once and judged by the service's own "
-        "accuracy guard (a precision it rejects is no candidate). Empty: the service's guard "
-        "ladder (its precision, then its fallback).",
     )
-    max_queue_delay_microseconds: list[QueueDelay] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra=_SET,
-        description="Batching windows tried. Empty: a quarter of the service's, its own, and "
-        "four times it (at most half the p95 SLO).",
+    max_queue_delay_microseconds: list[QueueDelay] = _axis(
+        "Batching windows tried. Empty: a quarter of the service's, its own, and four times "
+        "it (at most half the p95 SLO)."
     )
-    max_batch_sizes: list[BatchLimit] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra=_SET,
-        description="maxBatchSize values tried. Empty: the service's and a quarter of it.",
+    max_batch_sizes: list[BatchLimit] = _axis(
+        "maxBatchSize values tried. Empty: the service's and a quarter of it."
     )
-    instances_per_replica: list[Instances] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra=_SET,
-        description="Instance counts tried. Empty: 1 and 2.",
+    instances_per_replica: list[Instances] = _axis("Instance counts tried. Empty: 1 and 2.")
+    preferred_batch_sizes: list[Annotated[list[BatchSize], Field(max_length=16)]] = _axis(
+        "batching.preferredBatchSizes lists tried (each one list; [] is none, sizes above a "
+        "candidate's maxBatchSize are dropped). Empty: the service's own.",
+        max_length=8,
+        list_type="atomic",
     )
+    sequence_buckets: list[Annotated[list[Bucket], Field(max_length=16)]] = _axis(
+        "batching.sequenceBuckets lists tried (token lengths inputs are padded to; each "
+        "bucket set is prepared once). Empty: the service's own.",
+        max_length=8,
+        list_type="atomic",
+    )
+    backends: list[Backend] = _axis(
+        "runtime.backend values tried (each prepared once; a backend the serving image lacks "
+        "is refused with tritonserver's reason). Empty: the service's.",
+        max_length=5,
+    )
+    engines: list[Engine] = _axis(
+        "runtime.engine values tried with the Python backend: torch, or onnxruntime on the "
+        "exported ONNX model, each prepared once. Empty: the service's.",
+        max_length=2,
+    )
+
+
+# A ConfigMap data key: what the apiserver accepts for one.
+ConfigMapKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)]
+
+
+class TuningInputs(ApiModel):
+    """Requests of the team's own, from a ConfigMap in the tuning's namespace."""
+
+    config_map_name: DnsLabel = Field(description="The ConfigMap holding the inputs.")
+    key: ConfigMapKey = Field(
+        description="Its key: one request per line (a reranker's: query<TAB>document)."
+    )
+
+
+RequestRate = Annotated[float, Field(gt=0, le=100_000)]
 
 
 class TuningLoad(ApiModel):
-    """The closed-loop load each candidate is measured under (perf_analyzer)."""
+    """The load each candidate is measured under (perf_analyzer): closed-loop concurrency
+    levels, or open-loop request rates."""
 
     concurrency: list[Concurrency] = Field(
         default_factory=lambda: [4, 16],
@@ -69,8 +117,21 @@ class TuningLoad(ApiModel):
         "whose p95 is within the service's autoscaling.targetP95LatencyMs.",
         json_schema_extra={"default": [4, 16]},
     )
+    request_rates: list[RequestRate] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra=_SET,
+        description="Open-loop rates (requests/s) offered instead of the concurrency levels "
+        "(the traffic a team expects); a candidate's throughput is the highest rate it "
+        "answers at >= 95% with its p95 within the SLO.",
+    )
     measurement_milliseconds: int = Field(
         2000, ge=500, le=60_000, description="perf_analyzer's measurement window per level."
+    )
+    inputs: TuningInputs | None = Field(
+        None,
+        description="The requests sent, cycled. Unset: the runtime's built-in calibration "
+        "set for the service's task (what its accuracy guard measures on).",
     )
 
 
@@ -120,9 +181,15 @@ class InferenceTuningSpec(ApiModel):
             ("maxQueueDelayMicroseconds", space.max_queue_delay_microseconds),
             ("maxBatchSizes", space.max_batch_sizes),
             ("instancesPerReplica", space.instances_per_replica),
+            ("preferredBatchSizes", [tuple(v) for v in space.preferred_batch_sizes]),
+            ("sequenceBuckets", [tuple(v) for v in space.sequence_buckets]),
+            ("backends", space.backends),
+            ("engines", space.engines),
         ):
             if len(set(values)) != len(values):
                 raise ValueError(f"spec.searchSpace.{name}: a value is listed twice")
+        if len(set(self.load.request_rates)) != len(self.load.request_rates):
+            raise ValueError("spec.load.requestRates: a value is listed twice")
         return self
 
 
@@ -133,6 +200,14 @@ class TuningTrial(ApiModel):
     max_queue_delay_microseconds: int = Field(description="The batching window.")
     max_batch_size: int = Field(description="The largest batch.")
     instances_per_replica: int = Field(description="Model instances in one replica.")
+    preferred_batch_sizes: list[int] | None = Field(
+        None, description="The preferred batch sizes, when the search varies them."
+    )
+    sequence_buckets: list[int] | None = Field(
+        None, description="The sequence buckets, when the search varies them."
+    )
+    backend: Backend | None = Field(None, description="The backend, when the search varies it.")
+    engine: Engine | None = Field(None, description="The engine, when the search varies it.")
     throughput: float | None = Field(
         None, description="Requests/s at the best level whose p95 is within the SLO."
     )

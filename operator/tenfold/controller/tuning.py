@@ -35,7 +35,7 @@ from tenfold.tune.summary import SummaryError, decode
 # The field manager of the patches `action: apply` makes, so `managedFields` tells a person
 # (and GitOps diffs) that the tuning, not the operator's reconcile or a human, set them.
 TUNING_FIELD_MANAGER = "tenfold-tuning"
-# A tuning that names a service not created yet looks again this often.
+# A tuning that names a service (or inputs) not created yet looks again this often.
 SERVICE_MISSING_RETRY_SECONDS = 30
 # tenfold-runtime tune's exit codes (tune_cli.py): 1 no candidate met the constraints.
 EXIT_NO_WINNER = 1
@@ -87,13 +87,26 @@ def start(
     service_body: Mapping[str, Any] | None,
     *,
     default_image: str,
+    inputs_key_found: bool = True,
 ) -> TuningStart:
-    """The objects of this generation's search, or TuningRefusedError saying why none runs."""
+    """The objects of this generation's search, or TuningRefusedError saying why none runs.
+
+    `inputs_key_found`: the ConfigMap the load names exists and holds its key (read by the
+    caller; irrelevant without one).
+    """
     metadata = body["metadata"]
     name, namespace = metadata["name"], metadata["namespace"]
     generation = int(metadata.get("generation") or 1)
     tuning = parse_tuning(body)
     service = _service(service_body, tuning, namespace)
+    inputs = tuning.load.inputs
+    if inputs is not None and not inputs_key_found:
+        raise TuningRefusedError(
+            "InputsNotFound",
+            f"spec.load.inputs: ConfigMap {inputs.config_map_name!r} with key {inputs.key!r} "
+            f"does not exist in namespace {namespace!r}; the tuning starts once it does",
+            retry=True,
+        )
     assert service_body is not None  # _service refused a missing one
     space = tuning_space(service.spec, tuning.search_space)
     try:

@@ -56,7 +56,12 @@ def start_tuning(
     if isinstance(spec.get("serviceName"), str):
         service = _one(services, metadata["namespace"], spec["serviceName"])
     try:
-        started = tn.start(body, service, default_image=runtime_image)
+        started = tn.start(
+            body,
+            service,
+            default_image=runtime_image,
+            inputs_key_found=_inputs_key_found(metadata["namespace"], spec),
+        )
     except tn.TuningRefusedError as refused:
         patch.status["observedGeneration"] = generation
         patch.status["job"] = None
@@ -75,6 +80,25 @@ def start_tuning(
     patch.status["observedGeneration"] = generation
     patch.status["conditions"] = _conditions(body, tn.started_conditions(started.job), generation)
     _event(body, "Normal", "Searching", f"started Job {started.job}")
+
+
+def _inputs_key_found(namespace: str, spec: Mapping[str, Any]) -> bool:
+    """Whether the ConfigMap the load names holds its key (True when it names none).
+
+    A list by name, not a get: the operator lists ConfigMaps already and needs no new right;
+    without this, the Job's pod would wait for a missing volume until its deadline.
+    """
+    inputs = (spec.get("load") or {}).get("inputs")
+    if not isinstance(inputs, Mapping):
+        return True
+    name, key = inputs.get("configMapName"), inputs.get("key")
+    try:
+        found = kube.core().list_namespaced_config_map(
+            namespace, field_selector=f"metadata.name={name}"
+        )
+    except ApiException as error:
+        raise retry_for(error) from error
+    return any(key in (item.data or {}) for item in found.items)
 
 
 def _delete_other_jobs(namespace: str, tuning: str, keep: str) -> None:

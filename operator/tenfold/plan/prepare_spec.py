@@ -35,6 +35,7 @@ def build_prepare_spec(name: str, spec: InferenceServiceSpec) -> PrepareSpec:
             fallback=list(guard.fallback),
         ),
         backend=spec.runtime.backend,
+        engine=spec.runtime.engine,
         device="cpu" if spec.hardware.gpu_type == CPU else "cuda",
         max_batch_size=spec.batching.max_batch_size,
         config_pbtxt=build_config_pbtxt(spec),

@@ -52,6 +52,9 @@ COMPONENT_TUNING = "tuning"
 # Which InferenceTuning a Job, its pod and its ConfigMap belong to (the Job watch reads it).
 TUNING_LABEL = f"{ANNOTATION_PREFIX}/tuning"
 TUNING_MOUNT_PATH = "/etc/tenfold/tuning"
+INPUTS_MOUNT_PATH = "/etc/tenfold/tuning-inputs"
+INPUTS_FILE = "inputs.txt"
+INPUTS_VOLUME = "inputs"
 SERVICE_FILE = "service.yaml"
 TUNING_FILE = "tuning.yaml"
 OUTPUT_PATH = "/tmp/tune"
@@ -129,8 +132,10 @@ def build_tuning_config_map(
     }
 
 
-def tuning_command() -> list[str]:
-    """`tenfold-runtime tune` on the mounted manifests, its summary as termination message."""
+def tuning_command(inputs: bool = False) -> list[str]:
+    """`tenfold-runtime tune` on the mounted manifests (and inputs), its summary as
+    termination message."""
+    extra = ["--inputs", f"{INPUTS_MOUNT_PATH}/{INPUTS_FILE}"] if inputs else []
     return [
         "tenfold-runtime",
         "tune",
@@ -143,6 +148,7 @@ def tuning_command() -> list[str]:
         OUTPUT_PATH,
         "--summary",
         TERMINATION_MESSAGE_PATH,
+        *extra,
     ]
 
 
@@ -184,6 +190,18 @@ def build_tuning_job(
         tmp_volume(scratch_size(spec, catalog, precisions)),
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
     ]
+    inputs = tuning_spec.load.inputs
+    if inputs is not None:
+        mounts.append({"name": INPUTS_VOLUME, "mountPath": INPUTS_MOUNT_PATH, "readOnly": True})
+        volumes.append(
+            {
+                "name": INPUTS_VOLUME,
+                "configMap": {
+                    "name": inputs.config_map_name,
+                    "items": [{"key": inputs.key, "path": INPUTS_FILE}],
+                },
+            }
+        )
     source = source_mount(spec.model.source)
     if source:
         mounts.append({"name": SOURCE_VOLUME, "mountPath": SOURCE_MOUNT_PATH, "readOnly": True})
@@ -196,7 +214,7 @@ def build_tuning_job(
     container = {
         "name": "tune",
         "image": runtime_image(spec, default_image),
-        "command": tuning_command(),
+        "command": tuning_command(inputs=inputs is not None),
         "env": [dict(e) for e in RUNTIME_ENV],
         "resources": runtime_resources(spec),
         "securityContext": container_security_context(),

@@ -16,7 +16,7 @@ closed-loop level whose p95 is within `autoscaling.targetP95LatencyMs`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,11 +33,22 @@ Mode = TuningMode
 
 @dataclass(frozen=True)
 class Level:
-    """One closed-loop concurrency level as measured."""
+    """One level as measured: a closed-loop concurrency, or an open-loop offered rate."""
 
     concurrency: int
-    throughput: float  # requests per second
+    throughput: float  # requests per second answered
     p95_ms: float
+    offered_rate: float | None = None  # requests/s offered (open loop); None: closed loop
+
+
+# An open-loop level counts only if the candidate answered nearly all it was offered: a
+# server that falls behind queues without bound, and its p95 over one window says little.
+SUSTAINED_SHARE = 0.95
+
+
+def sustained(level: Level) -> bool:
+    """True for a closed-loop level, or an open-loop one answered at >= 95% of its rate."""
+    return level.offered_rate is None or level.throughput >= SUSTAINED_SHARE * level.offered_rate
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ class Trial:
 
 def at_slo(levels: Sequence[Level], slo_ms: float) -> Level | None:
     """The level with the most throughput whose p95 is within the SLO (None: none is)."""
-    within = [level for level in levels if level.p95_ms <= slo_ms]
+    within = [level for level in levels if level.p95_ms <= slo_ms and sustained(level)]
     return max(within, key=lambda level: level.throughput, default=None)
 
 
@@ -87,7 +98,17 @@ def judge(candidate: Candidate, outcome: Outcome, slo_ms: float, hourly: float) 
         return Trial(candidate, outcome, hourly, reason=outcome.rejected)
     level = at_slo(outcome.levels, slo_ms)
     if level is None:
-        lowest = min((lv.p95_ms for lv in outcome.levels), default=None)
+        kept = [lv for lv in outcome.levels if sustained(lv)]
+        if outcome.levels and not kept:
+            best = max(outcome.levels, key=lambda lv: lv.throughput)
+            return Trial(
+                candidate,
+                outcome,
+                hourly,
+                reason=f"sustained no offered rate ({best.throughput:.1f} req/s answered of "
+                f"{best.offered_rate:g} offered)",
+            )
+        lowest = min((lv.p95_ms for lv in kept), default=None)
         seen = f"{lowest:.1f} ms at best" if lowest is not None else "nothing measured"
         return Trial(candidate, outcome, hourly, reason=f"p95 above the SLO {slo_ms:g} ms ({seen})")
     return Trial(
@@ -171,13 +192,20 @@ class _Run:
     """The state one search carries: trials so far, rejected precisions, the budget."""
 
     def __init__(
-        self, evaluate: Evaluate, price: Price, slo_ms: float, objective: Objective, budget: Budget
+        self,
+        evaluate: Evaluate,
+        price: Price,
+        slo_ms: float,
+        objective: Objective,
+        budget: Budget,
+        refused: Mapping[Candidate, str],
     ) -> None:
         self.evaluate, self.price, self.slo_ms = evaluate, price, slo_ms
-        self.objective, self.budget = objective, budget
+        self.objective, self.budget, self.refused = objective, budget, refused
         self.trials: dict[Candidate, Trial] = {}
         self.order: list[Trial] = []
-        self.rejected: dict[Precision, str] = {}
+        # guard rejections by Candidate.guard_key: precision, backend, engine
+        self.rejected: dict[tuple[Any, ...], str] = {}
 
     def measured(self) -> int:
         return sum(1 for t in self.order if t.measured)
@@ -189,8 +217,19 @@ class _Run:
         """The candidate's trial, measured now if it was not yet; None once the budget is spent."""
         if candidate in self.trials:
             return self.trials[candidate]
-        if candidate.precision in self.rejected:
-            outcome = Outcome(rejected=self.rejected[candidate.precision], precision_rejected=True)
+        if candidate in self.refused:
+            done = Trial(
+                candidate,
+                Outcome(rejected=self.refused[candidate]),
+                0.0,  # no price: the rules refuse this spec, so it has none
+                reason=self.refused[candidate],
+                measured=False,
+                seconds=self.budget.elapsed(),
+            )
+        elif candidate.guard_key() in self.rejected:
+            outcome = Outcome(
+                rejected=self.rejected[candidate.guard_key()], precision_rejected=True
+            )
             done = Trial(
                 candidate,
                 outcome,
@@ -204,7 +243,7 @@ class _Run:
                 return None
             outcome = self.evaluate(candidate)
             if outcome.precision_rejected and outcome.rejected:
-                self.rejected[candidate.precision] = outcome.rejected
+                self.rejected[candidate.guard_key()] = outcome.rejected
             judged = judge(candidate, outcome, self.slo_ms, self.price(candidate))
             done = replace(judged, seconds=self.budget.elapsed())
         self.trials[candidate] = done
@@ -220,12 +259,7 @@ class _Run:
 def neighbours(space: SearchSpace, candidate: Candidate) -> list[Candidate]:
     """The candidates one step away along one axis of the grid."""
     axes = space.dimensions()
-    point: tuple[Any, ...] = (
-        candidate.precision,
-        candidate.max_queue_delay_us,
-        candidate.max_batch_size,
-        candidate.instances,
-    )
+    point = candidate.point()
     found = []
     for axis, values in enumerate(axes):
         index = values.index(point[axis])
@@ -247,12 +281,14 @@ def search(
     objective: Objective = Objective.COST,
     budget: Budget | None = None,
     start: Candidate | None = None,
+    refused: Mapping[Candidate, str] | None = None,
 ) -> Result:
-    """Search `space`, measuring candidates with `evaluate` and pricing them with `price`."""
+    """Search `space`, measuring candidates with `evaluate` and pricing them with `price`;
+    `refused` combinations (validate_space) are shown, never measured."""
     grid = space.grid()
     if not grid:
         raise ValueError("the search space is empty")
-    run = _Run(evaluate, price, slo_ms, objective, budget or Budget())
+    run = _Run(evaluate, price, slo_ms, objective, budget or Budget(), refused or {})
     if mode is Mode.BRUTE:
         stopped = "every candidate measured"
         for candidate in grid:

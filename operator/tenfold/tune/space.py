@@ -10,33 +10,83 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tenfold.api.enums import Precision
+from tenfold.api.enums import Backend, Engine, Precision
 from tenfold.api.prepare import PrepareSpec
 from tenfold.api.resource import FieldError, InvalidSpecError, parse_spec
 from tenfold.api.spec import InferenceServiceSpec
 from tenfold.api.tuning import TuningSearchSpace
 from tenfold.plan.prepare_spec import build_prepare_spec
 
+# The value of a list axis that leaves the field as the service has it.
+AS_WRITTEN = None
 
-@dataclass(frozen=True, order=True)
+
+@dataclass(frozen=True)
 class Candidate:
-    """One point of the grid: the values of the tuned fields."""
+    """One point of the grid: the values of the tuned fields.
+
+    The list-valued fields are None (AS_WRITTEN) unless the tuning searches them.
+    """
 
     precision: Precision
     max_queue_delay_us: int
     max_batch_size: int
     instances: int
+    preferred_batch_sizes: tuple[int, ...] | None = AS_WRITTEN
+    sequence_buckets: tuple[int, ...] | None = AS_WRITTEN
+    backend: Backend | None = AS_WRITTEN
+    engine: Engine | None = AS_WRITTEN
+
+    def point(self) -> tuple[Any, ...]:
+        """The values in the order of SearchSpace.dimensions()."""
+        return (
+            self.precision,
+            self.max_queue_delay_us,
+            self.max_batch_size,
+            self.instances,
+            self.preferred_batch_sizes,
+            self.sequence_buckets,
+            self.backend,
+            self.engine,
+        )
 
     def label(self) -> str:
         """A short name for tables and logs."""
-        return (
+        text = (
             f"{self.precision} window={self.max_queue_delay_us}us "
             f"batch={self.max_batch_size} instances={self.instances}"
         )
+        return f"{text} {self.extras()}".strip()
+
+    def extras(self) -> str:
+        """The values of the axes beyond the four scalar ones that this candidate sets ("" when
+        it leaves them as written)."""
+        parts = []
+        if self.preferred_batch_sizes is not None:
+            parts.append(f"preferred={list(self.preferred_batch_sizes)}")
+        if self.sequence_buckets is not None:
+            parts.append(f"buckets={list(self.sequence_buckets)}")
+        if self.backend is not None:
+            parts.append(f"backend={self.backend}")
+        if self.engine is not None:
+            parts.append(f"engine={self.engine}")
+        return " ".join(parts)
+
+    def guard_key(self) -> tuple[Any, ...]:
+        """What the accuracy guard's verdict depends on: the precision and what runs it (an
+        int8 torch rejects may pass as onnxruntime's int8)."""
+        return (self.precision, self.backend, self.engine)
+
+    def prepare_key(self) -> tuple[Any, ...]:
+        """What the prepared model depends on: candidates equal in it share one prepare (the
+        batching and instances are config.pbtxt only; buckets shape the exported model, the
+        backend and engine what is exported)."""
+        return (self.precision, self.sequence_buckets, self.backend, self.engine)
 
 
 @dataclass(frozen=True)
@@ -47,10 +97,23 @@ class SearchSpace:
     windows_us: tuple[int, ...]
     max_batch_sizes: tuple[int, ...]
     instances: tuple[int, ...]
+    preferred_batch_sizes: tuple[tuple[int, ...] | None, ...] = (AS_WRITTEN,)
+    sequence_buckets: tuple[tuple[int, ...] | None, ...] = (AS_WRITTEN,)
+    backends: tuple[Backend | None, ...] = (AS_WRITTEN,)
+    engines: tuple[Engine | None, ...] = (AS_WRITTEN,)
 
     def dimensions(self) -> tuple[tuple[Any, ...], ...]:
         """The axes of the grid; neighbours differ by one step along one axis."""
-        return (self.precisions, self.windows_us, self.max_batch_sizes, self.instances)
+        return (
+            self.precisions,
+            self.windows_us,
+            self.max_batch_sizes,
+            self.instances,
+            self.preferred_batch_sizes,
+            self.sequence_buckets,
+            self.backends,
+            self.engines,
+        )
 
     def grid(self) -> list[Candidate]:
         """Every candidate, precision first (the order brute force measures them in)."""
@@ -58,12 +121,7 @@ class SearchSpace:
 
     def size(self) -> int:
         """How many candidates the grid holds."""
-        return (
-            len(self.precisions)
-            * len(self.windows_us)
-            * len(self.max_batch_sizes)
-            * len(self.instances)
-        )
+        return math.prod(len(axis) for axis in self.dimensions())
 
 
 class SearchSpaceError(ValueError):
@@ -104,7 +162,32 @@ def tuning_space(spec: InferenceServiceSpec, axes: TuningSearchSpace) -> SearchS
         windows_us=tuple(axes.max_queue_delay_microseconds) or default.windows_us,
         max_batch_sizes=tuple(axes.max_batch_sizes) or default.max_batch_sizes,
         instances=tuple(axes.instances_per_replica) or default.instances,
+        preferred_batch_sizes=tuple(tuple(s) for s in axes.preferred_batch_sizes)
+        or default.preferred_batch_sizes,
+        sequence_buckets=tuple(tuple(b) for b in axes.sequence_buckets) or default.sequence_buckets,
+        backends=tuple(axes.backends) or default.backends,
+        engines=tuple(axes.engines) or default.engines,
     )
+
+
+def start_candidate(spec: InferenceServiceSpec, space: SearchSpace) -> Candidate:
+    """Where the quick search starts: the service's own value on every axis that holds it,
+    else that axis's first value."""
+    own: tuple[Any, ...] = (
+        spec.quantization.precision,
+        spec.batching.max_queue_delay_microseconds,
+        spec.batching.max_batch_size,
+        spec.runtime.instances_per_replica,
+        tuple(spec.batching.preferred_batch_sizes),
+        tuple(spec.batching.sequence_buckets),
+        spec.runtime.backend,
+        spec.runtime.engine,
+    )
+    point: list[Any] = [
+        value if value in axis else (AS_WRITTEN if AS_WRITTEN in axis else axis[0])
+        for value, axis in zip(own, space.dimensions(), strict=True)
+    ]
+    return Candidate(*point)
 
 
 def candidate_document(spec: Mapping[str, Any], candidate: Candidate) -> dict[str, Any]:
@@ -119,12 +202,21 @@ def candidate_document(spec: Mapping[str, Any], candidate: Candidate) -> dict[st
     batching = document.setdefault("batching", {})
     batching["maxQueueDelayMicroseconds"] = candidate.max_queue_delay_us
     batching["maxBatchSize"] = candidate.max_batch_size
+    if candidate.preferred_batch_sizes is not AS_WRITTEN:
+        batching["preferredBatchSizes"] = list(candidate.preferred_batch_sizes)
+    if candidate.sequence_buckets is not AS_WRITTEN:
+        batching["sequenceBuckets"] = list(candidate.sequence_buckets)
     preferred = [
         s for s in batching.get("preferredBatchSizes", []) if s <= candidate.max_batch_size
     ]
     if "preferredBatchSizes" in batching:
         batching["preferredBatchSizes"] = preferred
-    document.setdefault("runtime", {})["instancesPerReplica"] = candidate.instances
+    runtime = document.setdefault("runtime", {})
+    runtime["instancesPerReplica"] = candidate.instances
+    if candidate.backend is not AS_WRITTEN:
+        runtime["backend"] = str(candidate.backend)
+    if candidate.engine is not AS_WRITTEN:
+        runtime["engine"] = str(candidate.engine)
     return document
 
 
@@ -133,27 +225,58 @@ def candidate_spec(spec: Mapping[str, Any], candidate: Candidate) -> InferenceSe
     return parse_spec(candidate_document(spec, candidate))
 
 
-def validate_space(spec: Mapping[str, Any], space: SearchSpace) -> dict[Candidate, Any]:
-    """Every candidate's validated spec, or SearchSpaceError naming each refused field."""
+@dataclass(frozen=True)
+class CheckedSpace:
+    """A space checked against the service's rules: the candidates it may measure, and the
+    combinations of axis values the rules refuse (each with the fields and why)."""
+
+    specs: dict[Candidate, InferenceServiceSpec]
+    refused: dict[Candidate, str]
+
+
+def validate_space(spec: Mapping[str, Any], space: SearchSpace) -> CheckedSpace:
+    """Every candidate checked by the service's rules.
+
+    A combination the rules refuse (mixed precision with the onnxruntime engine) is left out
+    of the search and shown as refused; a value that no combination can use (a window longer
+    than the SLO) means the space was written wrong, and it is refused whole, naming the
+    field: SearchSpaceError.
+    """
     if space.size() == 0:
         empty = [n for n, axis in zip(_AXES, space.dimensions(), strict=True) if not axis]
         raise SearchSpaceError(f"the search space is empty: no value for {', '.join(empty)}")
-    specs: dict[Candidate, Any] = {}
-    refused: list[str] = []
+    specs: dict[Candidate, InferenceServiceSpec] = {}
+    refused: dict[Candidate, str] = {}
     for candidate in space.grid():
         try:
             specs[candidate] = candidate_spec(spec, candidate)
         except InvalidSpecError as error:
-            refused.append(f"{candidate.label()}: {_fields(error.errors)}")
-    if refused:
+            refused[candidate] = f"the service's rules refuse it: {_fields(error.errors)}"
+    dead = []
+    for index, (name, axis) in enumerate(zip(_AXES, space.dimensions(), strict=True)):
+        for value in axis:
+            if not any(c.point()[index] == value for c in specs):
+                example = next(c for c in refused if c.point()[index] == value)
+                shown = list(value) if isinstance(value, tuple) else value
+                dead.append(f"{name} {shown}: {refused[example]} ({example.label()})")
+    if dead:
         raise SearchSpaceError(
-            "the search space holds candidates the service's rules refuse:\n  "
-            + "\n  ".join(refused)
+            "the search space holds values the service's rules refuse in every combination:"
+            "\n  " + "\n  ".join(dead)
         )
-    return specs
+    return CheckedSpace(specs, refused)
 
 
-_AXES = ("precision", "maxQueueDelayMicroseconds", "maxBatchSize", "instancesPerReplica")
+_AXES = (
+    "precision",
+    "maxQueueDelayMicroseconds",
+    "maxBatchSize",
+    "instancesPerReplica",
+    "preferredBatchSizes",
+    "sequenceBuckets",
+    "backend",
+    "engine",
+)
 
 
 def _fields(errors: Sequence[FieldError]) -> str:

@@ -30,7 +30,12 @@ _ROW_FIELDS = (
     "costPer1kRequests",
     "reason",
     "measured",
+    "preferredBatchSizes",
+    "sequenceBuckets",
+    "backend",
+    "engine",
 )
+_REASON, _MEASURED = _ROW_FIELDS.index("reason"), _ROW_FIELDS.index("measured")
 
 
 class SummaryError(ValueError):
@@ -56,7 +61,15 @@ def trial_row(trial: Trial) -> list[Any]:
         None if trial.cost_per_1k is None else float(f"{trial.cost_per_1k:.6g}"),
         None if trial.reason is None else trial.reason[:REASON_LIMIT],
         1 if trial.measured else 0,
+        _listed(candidate.preferred_batch_sizes),
+        _listed(candidate.sequence_buckets),
+        None if candidate.backend is None else str(candidate.backend),
+        None if candidate.engine is None else str(candidate.engine),
     ]
+
+
+def _listed(values: tuple[int, ...] | None) -> list[int] | None:
+    return None if values is None else list(values)
 
 
 def summarize(result: Result, grid: int, patch: str | None) -> dict[str, Any]:
@@ -89,7 +102,7 @@ def _drop_order(rows: Sequence[list[Any]], winner: int | None) -> list[int]:
     others = [i for i in range(len(rows)) if i != winner]
 
     def weight(i: int) -> tuple[int, int]:
-        refused, measured = rows[i][8] is not None, rows[i][9] == 1
+        refused, measured = rows[i][_REASON] is not None, rows[i][_MEASURED] == 1
         return (0 if refused and not measured else 1 if refused else 2, -i)
 
     return sorted(others, key=weight)
