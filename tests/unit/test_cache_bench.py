@@ -128,3 +128,31 @@ def test_workload_report_prices_each_path_at_its_own_price():
 def test_the_parser_keeps_the_stand_in_for_redis_faults():
     assert build_parser().parse_args([]).model == "standin"
     assert build_parser(default_model="minilm").parse_args([]).model == "minilm"
+
+
+def test_the_slow_link_passes_every_byte_and_holds_replies() -> None:
+    import socket
+    import threading
+    import time
+
+    from tenfold_tools.cache.slow_link import SlowLink
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def echo() -> None:
+        connection, _ = server.accept()
+        with connection:
+            while data := connection.recv(4096):
+                connection.sendall(data.upper())
+
+    threading.Thread(target=echo, daemon=True).start()
+    with (
+        SlowLink(server.getsockname()[1], 0.2) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as client,
+    ):
+        sent = time.monotonic()
+        client.sendall(b"ping\r\n")
+        assert client.recv(4096) == b"PING\r\n"
+        # a lower bound only: the reply cannot come before the hold it was given
+        assert time.monotonic() - sent >= 0.2
+    server.close()

@@ -88,6 +88,9 @@ class RunStats:
     miss_p95_ms: float | None
     answered: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # The tail: what the slowest requests of a fault (waiting out a timeout) paid.
+    p99_ms: float | None = None
+    max_ms: float | None = None
 
 
 @functools.cache
@@ -172,6 +175,8 @@ def summarise(samples: list[Sample], elapsed_s: float) -> RunStats:
         miss_p95_ms=ms(misses, 95),
         answered=len(answered),
         errors=dict(Counter(s.error for s in samples if not s.ok)),
+        p99_ms=ms(every, 99),
+        max_ms=ms(every, 100),
     )
 
 
@@ -296,8 +301,9 @@ class Bench:
         assert self.triton is not None, "start() first"
         return f"http://{self.triton.http_url}"
 
-    def fresh_sidecar(self) -> str:
-        """A sidecar over an empty namespace (a new digest); returns its URL."""
+    def fresh_sidecar(self, redis_port: int | None = None) -> str:
+        """A sidecar over an empty namespace (a new digest); returns its URL. `redis_port`:
+        reach Redis there instead (a proxy in front of it)."""
         self.stop_sidecar()
         self.runs += 1
         manifest = self.workdir / f"manifest-{self.runs}.json"
@@ -316,7 +322,9 @@ class Bench:
             upstream=self.triton_url,
             metrics_listen=self.metrics_url.removeprefix("http://").removesuffix("/metrics"),
             backend=CacheMode(self.args.backend),
-            redis_url=f"redis://127.0.0.1:{self.redis_port}/0" if self.redis else None,
+            redis_url=f"redis://127.0.0.1:{redis_port or self.redis_port}/0"
+            if self.redis
+            else None,
             manifest=str(manifest),
             service_namespace="bench",
             service_name=self.model,

@@ -2,6 +2,7 @@
 it adds, against Triton alone on the same requests.
 
     python -m tenfold_tools.cache.redis_faults [--requests N] [--concurrency C] [--repeat S]
+        [--slow-ms 10,200]
 
 bench.py's processes: Triton with the stand-in embedding model (a fixed CPU cost per text,
 so the differences below are the sidecar's own and not a real encoder's spread), Redis with
@@ -13,10 +14,15 @@ concurrency C:
 2. through the sidecar, Redis healthy;
 3. through the sidecar, Redis killed (SIGKILL) just before the phase: connections refused;
 4. through the sidecar, Redis hung (SIGSTOP) just before the phase: connections accepted
-   by the kernel and never answered, the worse failure.
+   by the kernel and never answered, the worse failure;
+5. through the sidecar, Redis slow: every reply held SLOW ms by a proxy (slow_link.py),
+   once per --slow-ms value (by default 10 ms, under the sidecar's 50 ms Redis timeout, and
+   200 ms, over it).
 
-Phases 3 and 4 are compared with phase 1 (the same misses, no cache); phase 2 shows what
-the cache saves when it works. Figures as JSON, with the command.
+Phases 3 to 5 are compared with phase 1 (the same misses, no cache); phase 2 shows what
+the cache saves when it works. Each phase reports p99 and the slowest request too: the
+requests that wait out a Redis timeout before the circuit breaker opens are the tail, not
+the median. Figures as JSON, with the command.
 """
 
 from __future__ import annotations
@@ -38,15 +44,21 @@ from tenfold_tools.cache.bench import (
     run_load,
     run_with_bench,
 )
+from tenfold_tools.cache.slow_link import SlowLink
 
 
 def added_ms(faulty: RunStats, alone: RunStats) -> dict[str, float | None]:
-    """p50 and p95 of a faulty phase minus Triton alone's, in ms."""
+    """p50, p95, p99 and the slowest request of a faulty phase minus Triton alone's, in ms."""
 
     def minus(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else round(a - b, 2)
 
-    return {"p50": minus(faulty.p50_ms, alone.p50_ms), "p95": minus(faulty.p95_ms, alone.p95_ms)}
+    return {
+        "p50": minus(faulty.p50_ms, alone.p50_ms),
+        "p95": minus(faulty.p95_ms, alone.p95_ms),
+        "p99": minus(faulty.p99_ms, alone.p99_ms),
+        "max": minus(faulty.max_ms, alone.max_ms),
+    }
 
 
 async def phases(bench: Bench, args: argparse.Namespace) -> dict[str, object]:
@@ -69,21 +81,37 @@ async def phases(bench: Bench, args: argparse.Namespace) -> dict[str, object]:
         hung = await run_load(url, workload(13), args.concurrency, args.limit_s)
     finally:
         os.kill(bench.redis.popen.pid, signal.SIGCONT)
+    slow = {}
+    for index, delay_ms in enumerate(args.slow_ms):
+        with SlowLink(bench.redis_port, delay_ms / 1000) as port:
+            url = bench.fresh_sidecar(redis_port=port)
+            slow[delay_ms] = await run_load(
+                url, workload(14 + index), args.concurrency, args.limit_s
+            )
     return {
         "triton_alone": asdict(alone),
         "sidecar_redis_healthy": asdict(healthy),
         "sidecar_redis_killed": asdict(down),
         "sidecar_redis_hung": asdict(hung),
+        **{f"sidecar_redis_slow_{ms}ms": asdict(stats) for ms, stats in slow.items()},
         "added_vs_triton_alone_ms": {
             "killed": added_ms(down, alone),
             "hung": added_ms(hung, alone),
+            **{f"slow_{ms}ms": added_ms(stats, alone) for ms, stats in slow.items()},
         },
     }
 
 
 def main(argv: list[str]) -> int:
     """Run the four phases, print the figures and the command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    parser.add_argument(
+        "--slow-ms",
+        type=lambda text: tuple(int(v) for v in text.split(",") if v),
+        default=(10, 200),
+        help="delays (ms) of the slow-Redis phases, comma separated",
+    )
+    args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "tenfold_tools.cache.redis_faults", *argv])
     report = run_with_bench(args, phases)
     print(json.dumps({"command": command, "loadavg": os.getloadavg(), **report}, indent=2))
