@@ -49,9 +49,20 @@ def test_a_tuning_starts_one_job_placed_like_the_service_and_replaces_it_on_edit
     served, searched = deployment["spec"]["template"]["spec"], job["spec"]["template"]["spec"]
     assert searched["affinity"] == served["affinity"]
     assert searched["containers"][0]["resources"] == served["containers"][0]["resources"]
+    assert tuning_status(kubectl, namespace, "minilm-cost")["serviceGeneration"] == 1
+    # KWOK's pod-complete stage ends a Job's pod at once, Succeeded, with no termination
+    # message: a search that ends without its summary is a failure, and says so
+    ended = wait_for(
+        lambda: tuning_status(kubectl, namespace, "minilm-cost").get("finishedAt"),
+        "the Job's end reported",
+        90,
+    )
+    assert ended
     body = get_json(kubectl, namespace, "inferencetuning", "minilm-cost")
-    assert condition_of(body, "Progressing")["reason"] == "Searching"
-    assert body["status"]["serviceGeneration"] == 1
+    degraded = condition_of(body, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "JobFailed"), degraded
+    assert "the Job ended" in degraded["message"] and "exit code 0" in degraded["message"]
+    assert get_json(kubectl, namespace, "inferenceservice", "minilm")["metadata"]["generation"] == 1
 
     # An edit is a new search: the running one is stopped, its Job deleted.
     edited = copy.deepcopy(TUNING)

@@ -24,6 +24,7 @@ from tenfold.plan.tuning import (
     TUNING_LABEL,
     build_tuning_job,
     tuning_job_name,
+    tuning_selector,
 )
 from tenfold.tune.search import Level, Mode, Outcome, Result, Trial, search
 from tenfold.tune.space import (
@@ -506,3 +507,9 @@ def test_a_guard_rejection_holds_for_its_engine_only() -> None:
     result = search(space, evaluate, lambda c: 0.1, slo_ms=200, mode=Mode.BRUTE)
     assert [c.engine for c in calls] == [Engine.TORCH, Engine.ONNXRUNTIME]
     assert result.winner is not None and result.winner.candidate.engine is Engine.ONNXRUNTIME
+
+
+def test_a_long_tunings_selector_is_a_valid_label_selector() -> None:
+    key, _, value = tuning_selector("t" * 200).partition("=")
+    assert key == TUNING_LABEL and len(value) <= 63
+    assert tuning_selector("minilm-cost") == f"{TUNING_LABEL}=minilm-cost"

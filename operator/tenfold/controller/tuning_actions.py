@@ -16,7 +16,7 @@ from tenfold.controller import tuning as tn
 from tenfold.controller.actions import apiserver_message, retry_for
 from tenfold.controller.apply import apply_objects
 from tenfold.controller.conditions import MESSAGE_LIMIT, ConditionUpdate, merge_conditions
-from tenfold.plan.tuning import TUNING_LABEL
+from tenfold.plan.tuning import tuning_selector
 
 _log = logging.getLogger(__name__)
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -63,6 +63,10 @@ def start_tuning(
             inputs_key_found=_inputs_key_found(metadata["namespace"], spec),
         )
     except tn.TuningRefusedError as refused:
+        try:  # an earlier generation's search must not run on for a spec since refused
+            _delete_other_jobs(metadata["namespace"], metadata["name"], keep="")
+        except ApiException as error:
+            raise retry_for(error) from error
         patch.status["observedGeneration"] = generation
         patch.status["job"] = None
         patch.status["conditions"] = _conditions(body, tn.refused_conditions(refused), generation)
@@ -104,7 +108,7 @@ def _inputs_key_found(namespace: str, spec: Mapping[str, Any]) -> bool:
 def _delete_other_jobs(namespace: str, tuning: str, keep: str) -> None:
     """An earlier generation's search still running stops: its results would be stale."""
     batch = kube.batch()
-    jobs = batch.list_namespaced_job(namespace, label_selector=f"{TUNING_LABEL}={tuning}")
+    jobs = batch.list_namespaced_job(namespace, label_selector=tuning_selector(tuning))
     for job in jobs.items:
         name = str(job.metadata.name) if job.metadata else keep
         if name != keep:

@@ -90,6 +90,11 @@ def tuning_labels(tuning: str) -> dict[str, str]:
     }
 
 
+def tuning_selector(tuning: str) -> str:
+    """The label selector of one tuning's Jobs (and their ConfigMaps)."""
+    return f"{TUNING_LABEL}={tuning_labels(tuning)[TUNING_LABEL]}"
+
+
 def _meta(tuning: str, namespace: str, generation: int, uid: str) -> dict[str, Any]:
     meta = object_meta(tuning_job_name(tuning, generation), namespace, tuning_labels(tuning))
     # Deleting the tuning deletes its Jobs and ConfigMaps.
