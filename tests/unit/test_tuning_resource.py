@@ -513,3 +513,14 @@ def test_a_long_tunings_selector_is_a_valid_label_selector() -> None:
     key, _, value = tuning_selector("t" * 200).partition("=")
     assert key == TUNING_LABEL and len(value) <= 63
     assert tuning_selector("minilm-cost") == f"{TUNING_LABEL}=minilm-cost"
+
+
+def test_a_gpu_service_is_refused_until_the_gpu_image_can_tune() -> None:
+    gpu = yaml.safe_load((ROOT / "examples" / "fp16-t4.yaml").read_text())
+    tuning = _stored(TUNING)
+    tuning["spec"]["serviceName"] = gpu["metadata"]["name"]
+    tuning["spec"]["searchSpace"] = {}
+    with pytest.raises(tn.TuningRefusedError) as refused:
+        tn.start(tuning, _stored(gpu), default_image="x")
+    assert refused.value.reason == "GpuNotSupported" and not refused.value.retry
+    assert "gpuType 'T4'" in refused.value.message

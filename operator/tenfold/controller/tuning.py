@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from tenfold.api.catalog import CPU
 from tenfold.api.resource import (
     InferenceService,
     InvalidSpecError,
@@ -99,6 +100,15 @@ def start(
     generation = int(metadata.get("generation") or 1)
     tuning = parse_tuning(body)
     service = _service(service_body, tuning, namespace)
+    if service.spec.hardware.gpu_type != CPU:
+        # The GPU runtime image (NGC Triton) carries neither perf_analyzer nor the
+        # tritonserver layout `tenfold-runtime tune` starts: a Job there would only fail.
+        raise TuningRefusedError(
+            "GpuNotSupported",
+            f"the service runs on gpuType {service.spec.hardware.gpu_type!r}: tuning runs on "
+            "CPU services only for now (the GPU runtime image lacks perf_analyzer; "
+            "docs/tuning.md)",
+        )
     inputs = tuning.load.inputs
     if inputs is not None and not inputs_key_found:
         raise TuningRefusedError(
