@@ -146,16 +146,20 @@ def test_tune_writes_the_summary_the_operator_reads(tmp_path: Path) -> None:
     assert int8 and all("accuracy guard" in t["reason"] for t in int8)
 
 
-def test_tune_puts_bad_input_in_the_summary_too(tmp_path: Path) -> None:
+def refusal(tmp_path: Path, *args: str) -> str:
+    """`tune` on the example with `args`: it must exit 2, and its summary's error is returned."""
     summary = tmp_path / "termination-log"
+    example = str(ROOT / "examples" / "minilm-cpu.yaml")
+    output = str(tmp_path / "out")
+    code = main(["tune", "-f", example, *args, "--output", output, "--summary", str(summary)])
+    assert code == 2
+    return str(decode(summary.read_text())["error"])
+
+
+def test_tune_puts_bad_input_in_the_summary_too(tmp_path: Path) -> None:
     other = tmp_path / "tuning.yaml"
     other.write_text(yaml.safe_dump({**TUNING, "spec": {**TUNING["spec"], "serviceName": "bert"}}))
-    code = main(
-        ["tune", "-f", str(ROOT / "examples" / "minilm-cpu.yaml"), "--tuning", str(other),
-         "--output", str(tmp_path / "out"), "--summary", str(summary)]
-    )  # fmt: skip
-    assert code == 2
-    assert "spec.serviceName is 'bert'" in decode(summary.read_text())["error"]
+    assert "spec.serviceName is 'bert'" in refusal(tmp_path, "--tuning", str(other))
 
 
 # -- the Job: one replica of the service, as far as measuring goes -------------------------
@@ -363,15 +367,10 @@ def test_requests_are_the_given_inputs_else_the_built_in_calibration_set() -> No
 
 
 def test_an_empty_inputs_file_is_bad_input(tmp_path: Path) -> None:
-    empty, summary = tmp_path / "inputs.txt", tmp_path / "termination-log"
+    empty = tmp_path / "inputs.txt"
     empty.write_text("\n  \n")
-    code = main(
-        ["tune", "-f", str(ROOT / "examples" / "minilm-cpu.yaml"), "--inputs", str(empty),
-         "--output", str(tmp_path / "out"), "--summary", str(summary)]
-    )  # fmt: skip
-    assert code == 2
-    assert "--inputs: " in decode(summary.read_text())["error"]
-    assert "no input in it" in decode(summary.read_text())["error"]
+    error = refusal(tmp_path, "--inputs", str(empty))
+    assert "--inputs: " in error and "no input in it" in error
 
 
 def test_request_rates_are_a_set_of_positive_rates_and_reach_the_command_line() -> None:

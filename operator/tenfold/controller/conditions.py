@@ -144,13 +144,19 @@ def deployment_conditions(
     return updates
 
 
+def refusal_conditions(reason: str, message: str) -> list[ConditionUpdate]:
+    """Not ready, degraded, not progressing, all for `reason`: what the operator will not
+    (or cannot) act on until something changes."""
+    return [
+        condition(ConditionType.READY, False, reason, message),
+        condition(ConditionType.DEGRADED, True, reason, message),
+        condition(ConditionType.PROGRESSING, False, reason, message),
+    ]
+
+
 def invalid_spec_conditions(message: str) -> list[ConditionUpdate]:
     """Conditions for a spec the operator refuses (e.g. over a cluster price override)."""
-    return [
-        condition(ConditionType.READY, False, "InvalidSpec", message),
-        condition(ConditionType.DEGRADED, True, "InvalidSpec", message),
-        condition(ConditionType.PROGRESSING, False, "InvalidSpec", message),
-    ]
+    return refusal_conditions("InvalidSpec", message)
 
 
 API_REFUSED_REASON = "ApiRefused"

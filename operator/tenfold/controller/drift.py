@@ -32,12 +32,13 @@ WATCHED_CHILDREN: tuple[tuple[str, str, str], ...] = (
 GENERATION_TRACKED_KINDS = frozenset({"Deployment", "StatefulSet"})
 
 
-def owner_of(child: Mapping[str, Any]) -> str | None:
-    """The name of the InferenceService controlling this child, or None."""
+def owner_of(child: Mapping[str, Any], kind: str = constants.KIND) -> str | None:
+    """The name of the tenfold object of `kind` (an InferenceService by default)
+    controlling this child, or None."""
     for reference in (child.get("metadata") or {}).get("ownerReferences") or []:
         if (
             reference.get("controller")
-            and reference.get("kind") == constants.KIND
+            and reference.get("kind") == kind
             and str(reference.get("apiVersion", "")).startswith(f"{constants.API_GROUP}/")
         ):
             return str(reference.get("name"))

@@ -28,7 +28,7 @@ from tenfold.api.resource import (
 )
 from tenfold.api.status import ConditionType
 from tenfold.api.tuning import InferenceTuningSpec
-from tenfold.controller.conditions import ConditionUpdate, condition
+from tenfold.controller.conditions import ConditionUpdate, condition, refusal_conditions
 from tenfold.plan.tuning import build_tuning_config_map, build_tuning_job, tuning_job_name
 from tenfold.tune.space import SearchSpaceError, tuning_space, validate_space
 from tenfold.tune.summary import SummaryError, decode
@@ -176,11 +176,7 @@ def started_conditions(job: str) -> list[ConditionUpdate]:
 
 def refused_conditions(refused: TuningRefusedError) -> list[ConditionUpdate]:
     """A generation that cannot start: Degraded with the reason, nothing running."""
-    return [
-        condition(ConditionType.READY, False, refused.reason, refused.message),
-        condition(ConditionType.DEGRADED, True, refused.reason, refused.message),
-        condition(ConditionType.PROGRESSING, False, refused.reason, refused.message),
-    ]
+    return refusal_conditions(refused.reason, refused.message)
 
 
 def job_finished(job: Mapping[str, Any]) -> str | None:
@@ -268,14 +264,7 @@ def _done(reason: str, text: str) -> list[ConditionUpdate]:
 
 
 def _failed(reason: str, text: str) -> JobOutcome:
-    return JobOutcome(
-        {},
-        [
-            condition(ConditionType.READY, False, reason, text),
-            condition(ConditionType.DEGRADED, True, reason, text),
-            condition(ConditionType.PROGRESSING, False, reason, text),
-        ],
-    )
+    return JobOutcome({}, refusal_conditions(reason, text))
 
 
 def describe(trial: Mapping[str, Any]) -> str:

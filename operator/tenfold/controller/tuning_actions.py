@@ -10,7 +10,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from tenfold import constants
-from tenfold.controller import kube
+from tenfold.controller import drift, kube
 from tenfold.controller import reconcile as rc
 from tenfold.controller import tuning as tn
 from tenfold.controller.actions import apiserver_message, retry_for
@@ -127,13 +127,6 @@ def _tuning_body(namespace: str, name: str) -> dict[str, Any] | None:
     return dict(found)  # type: ignore[call-overload]
 
 
-def _owner(job: Mapping[str, Any]) -> str | None:
-    for reference in (job.get("metadata") or {}).get("ownerReferences") or []:
-        if reference.get("kind") == constants.TUNING_KIND and reference.get("controller"):
-            return str(reference.get("name"))
-    return None
-
-
 def observe_job(
     event_type: str | None, job: Mapping[str, Any], services: Mapping[Any, Any]
 ) -> None:
@@ -145,7 +138,8 @@ def observe_job(
     if event_type == "DELETED" or tn.job_finished(job) is None:
         return
     metadata = job.get("metadata") or {}
-    namespace, owner = str(metadata.get("namespace")), _owner(job)
+    namespace = str(metadata.get("namespace"))
+    owner = drift.owner_of(job, constants.TUNING_KIND)
     if owner is None:
         return
     try:

@@ -36,7 +36,7 @@ from tenfold.plan.deployment import (
     runtime_image,
     runtime_resources,
 )
-from tenfold.plan.labels import PART_OF, object_meta, owner_reference
+from tenfold.plan.labels import PART_OF, label_value, object_meta, owner_reference
 from tenfold.plan.render import render_yaml
 from tenfold.plan.security import (
     container_security_context,
@@ -86,7 +86,7 @@ def tuning_labels(tuning: str) -> dict[str, str]:
         LABEL_COMPONENT: COMPONENT_TUNING,
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_PART_OF: PART_OF,
-        TUNING_LABEL: tuning[:_NAME_LIMIT].rstrip("-."),
+        TUNING_LABEL: label_value(tuning),
     }
 
 
