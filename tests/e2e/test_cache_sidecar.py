@@ -25,6 +25,7 @@ from tenfold_runtime.cache import keys
 from tenfold_runtime.cache.manifest import read_manifest
 from tenfold_runtime.local import free_port, start_triton
 from tenfold_tools.cache import processes
+from tenfold_tools.cache.slow_link import SlowLink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -92,6 +93,7 @@ class Stack:
         backend: CacheMode = CacheMode.REDIS,
         service: keys.ServiceRef = SERVICE,
         env: dict[str, str] | None = None,
+        redis_port: int | None = None,
     ) -> Sidecar:
         port, metrics_port = free_port(), free_port()
         settings = SidecarSettings(
@@ -99,7 +101,11 @@ class Stack:
             upstream=f"http://{self.triton.http_url}",
             metrics_listen=f"127.0.0.1:{metrics_port}",
             backend=backend,
-            redis_url=self.redis_url if backend == CacheMode.REDIS else None,
+            redis_url=(
+                f"redis://127.0.0.1:{redis_port or self.redis_port}/0"
+                if backend == CacheMode.REDIS
+                else None
+            ),
             ttl_seconds=600,
             max_bytes=64 << 20,
             manifest=str(manifest),
@@ -371,6 +377,41 @@ async def test_losing_redis_under_load_fails_no_request(stack):
     assert sidecar.metric("tenfold_cache_backend_errors_total", op="get") > 0
     # The breaker kept most requests from paying the Redis timeout.
     assert sidecar.metric("tenfold_cache_backend_errors_total", op="get") < 50
+
+
+async def test_a_redis_slow_but_within_the_timeout_keeps_the_cache(stack):
+    """Every Redis reply 20 ms late, the sidecar's timeout 50 ms: a lookup fits, but a new
+    connection (TCP, then redis-py's CLIENT SETINFO, one round trip each) does not. The
+    sidecar opens its connections outside any lookup's timeout, so hits come from Redis;
+    when it opened them inside the lookups, every one timed out and the cache stayed off."""
+    stack.start_redis()
+    texts = [f"slow {i}" for i in range(16)]
+    stored = redis.Redis(port=stack.redis_port)
+    with SlowLink(stack.redis_port, 0.02) as slow_port:
+        sidecar = stack.start_sidecar(stack.write_manifest(), redis_port=slow_port)
+        async with aiohttp.ClientSession() as session:
+            # Misses: Triton answers and the sidecar writes each text (a write the breaker
+            # skipped is made again by the text's next miss).
+            try:
+                async with asyncio.timeout(30):
+                    while stored.dbsize() < len(texts):
+                        for text in texts:
+                            request = embedding_request([text])
+                            assert (await post(session, sidecar.url, request))[0] == 200
+            except TimeoutError:
+                pytest.fail(f"Redis holds {stored.dbsize()} of {len(texts)} texts after 30 s")
+            hits_before = sidecar.metric("tenfold_cache_hits_total", path="item")
+            statuses: list[int] = []
+
+            async def worker(share: list[str]) -> None:  # 8 clients, one request each at a time
+                for text in share:
+                    request = embedding_request([text])
+                    statuses.append((await post(session, sidecar.url, request))[0])
+
+            await asyncio.gather(*(worker(texts[n::2] * 4) for n in range(2) for _ in range(4)))
+    assert statuses == [200] * len(texts) * 16
+    hits = sidecar.metric("tenfold_cache_hits_total", path="item") - hits_before
+    assert hits >= len(statuses) / 2, f"{hits} of {len(statuses)} repeats came from Redis"
 
 
 async def test_redis_with_a_password_serves_only_a_sidecar_that_has_it(stack):

@@ -85,6 +85,32 @@ class DeadBackend:
         self.calls += 1
         await asyncio.sleep(10)
 
+    async def connect(self):
+        pass
+
+    async def close(self):
+        pass
+
+
+class SlowToConnectBackend:
+    """A backend whose connections take longer to open than a lookup may take, and whose
+    lookups are quick once connected (a Redis a few milliseconds away)."""
+
+    def __init__(self) -> None:
+        self.connected = False
+
+    async def connect(self):
+        await asyncio.sleep(0.05)
+        self.connected = True
+
+    async def get_many(self, keys):
+        if not self.connected:  # a lookup that must open its own connection first
+            await self.connect()
+        return [b"v"] * len(keys)
+
+    async def close(self):
+        pass
+
 
 async def test_guard_fails_open_within_the_timeout_and_then_stops_calling():
     backend = DeadBackend()
@@ -119,3 +145,21 @@ async def test_a_cancelled_probe_does_not_hold_the_circuit_open():
     probe.cancel()
     await asyncio.gather(probe, return_exceptions=True)
     assert breaker.allow()
+
+
+async def test_connections_open_outside_the_lookups_timeout():
+    backend = SlowToConnectBackend()
+    guard = GuardedCache(backend, 0.01, CacheMetrics(), CircuitBreaker(threshold=1, cooldown=0))
+    assert await guard.get_many(["a"]) == [None]  # had to connect: cut off by the timeout
+    await asyncio.sleep(0.1)  # the guard opened a connection in the background meanwhile
+    assert await guard.get_many(["a"]) == [b"v"]
+    await guard.close()
+
+
+async def test_close_stops_a_connect_under_way():
+    backend = SlowToConnectBackend()
+    guard = GuardedCache(backend, 0.01, CacheMetrics())
+    guard.warm()
+    await guard.close()
+    await asyncio.sleep(0.1)
+    assert not backend.connected

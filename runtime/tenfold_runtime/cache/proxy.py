@@ -85,7 +85,8 @@ class Sidecar:
         self.space = keys.space(self.service, self.identity)
 
     async def start(self) -> None:
-        """Open the connection pool to Triton.
+        """Open the connection pool to Triton, and the cache's to its backend (in the
+        background: a Redis not up yet must not hold the sidecar's start).
 
         Bodies pass as they are: no decompression, and no Accept-Encoding of aiohttp's
         own, which would make Triton compress answers the client never asked to compress.
@@ -96,13 +97,14 @@ class Sidecar:
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding", "User-Agent"),
         )
+        self.cache.warm()
 
     async def close(self) -> None:
         """Finish writes in flight, then close Triton's pool and the backend."""
         await self.flight.drain()
         if self.session is not None:
             await self.session.close()
-        await self.cache.backend.close()
+        await self.cache.close()
 
     async def forward(self, method: str, path: str, headers, body: bytes) -> Upstream:
         """Send one request to Triton and read its whole answer."""

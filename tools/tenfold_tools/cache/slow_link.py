@@ -56,6 +56,11 @@ class SlowLink:
             self._loop.run_forever()
         finally:
             self._server.close()
+            # The connections still open (the sidecar's pool) end with the link.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     async def _serve(
@@ -66,11 +71,14 @@ class SlowLink:
         except OSError:
             client_out.close()
             return
-        await asyncio.gather(
-            self._pipe(client_in, redis_out, 0.0),
-            self._pipe(redis_in, client_out, self.delay_s),
-            return_exceptions=True,
-        )
+        # Cancelled only when the link stops; asyncio's stream callback reports a server
+        # task that ends cancelled as an error, so the cancellation ends here.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(
+                self._pipe(client_in, redis_out, 0.0),
+                self._pipe(redis_in, client_out, self.delay_s),
+                return_exceptions=True,
+            )
 
     @staticmethod
     async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float) -> None:
