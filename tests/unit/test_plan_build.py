@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 
 from tenfold.api.spec import InferenceServiceSpec
-from tenfold.plan import build_plan, render_yaml
+from tenfold.plan import apply_stages, build_plan, render_yaml
 from tenfold.plan.labels import label_value
 
 SPEC_YAML = """
@@ -76,6 +76,14 @@ def test_full_plan_order() -> None:
         ("ServiceMonitor", "embed"),
     ]
     assert objects[5]["spec"]["replicas"] == 2
+
+
+def test_what_the_pods_mount_or_call_is_applied_before_them() -> None:
+    full = build_plan("embed", "ns", spec_from_yaml(), replicas=2)
+    # ConfigMap and Redis first; the serving Service, Deployment, PDB and monitor together.
+    assert [kinds(stage) for stage in apply_stages(full)] == [kinds(full)[:4], kinds(full)[4:]]
+    minimal = apply_stages(build_plan("embed", "ns", minimal_spec(), replicas=1))
+    assert [len(stage) for stage in minimal] == [1, 3]
 
 
 def test_owner_references_on_every_object() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
 
 from tenfold.api.catalog import CPU, GIB, GpuCatalog, load_catalog
@@ -510,11 +511,18 @@ def build_rules(catalog: GpuCatalog) -> tuple[Rule, ...]:
     )
 
 
+@cache
+def shipped_rules() -> tuple[Rule, ...]:
+    """build_rules for the shipped catalog, built once: every status tick validates a spec,
+    and building the rules (their CEL text too) was most of what a validation cost."""
+    return build_rules(load_catalog())
+
+
 def violations(spec: InferenceServiceSpec) -> list[Violation]:
     """Every rule the spec breaks, in rule order, with `spec.`-rooted field paths."""
     return [
         Violation(rule.name, "spec" + rule.field_path, rule.explain(spec))
-        for rule in build_rules(load_catalog())
+        for rule in shipped_rules()
         if not rule.holds(spec)
     ]
 
@@ -522,7 +530,7 @@ def violations(spec: InferenceServiceSpec) -> list[Violation]:
 def cel_validations() -> list[dict[str, str]]:
     """The rules in the CRD's `x-kubernetes-validations` shape, placed on the spec."""
     validations = []
-    for rule in build_rules(load_catalog()):
+    for rule in shipped_rules():
         entry = {
             "rule": rule.cel,
             "message": rule.message,

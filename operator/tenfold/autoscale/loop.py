@@ -19,7 +19,7 @@ from tenfold.api.catalog import GpuCatalog, load_catalog
 from tenfold.api.cost import service_cost
 from tenfold.api.enums import AutoscalingMode
 from tenfold.api.spec import InferenceServiceSpec
-from tenfold.autoscale.actuator import apply_scale
+from tenfold.autoscale.actuator import apply_scale, off_loop
 from tenfold.autoscale.limits import scale_target
 from tenfold.autoscale.policy import History, PolicyParams, decide
 from tenfold.autoscale.report import Costs, Event, build_events, build_status_patch
@@ -106,7 +106,7 @@ class SignalCache:
     async def _fetch(self) -> Snapshot:
         at = self._clock()
         try:
-            services = await asyncio.to_thread(self._source.fetch_all, at)
+            services = await off_loop(self._source.fetch_all, at)
         except SignalsUnavailableError as error:
             return Snapshot(fetched_at=at, error=str(error))
         return Snapshot(fetched_at=at, services=services)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -30,6 +32,7 @@ REFUSED_RETRY_SECONDS = 300
 REFUSAL_STATUSES = frozenset({400, 403, 405, 413, 415, 422})
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 # Generations of the children seen on the watch (controller/drift.py).
 _SEEN_CHILDREN = drift.SeenGenerations()
 
@@ -82,18 +85,7 @@ def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: OperatorCo
     patch.status.update(rc.changed_fields(previous, settled))
 
 
-def index_entry(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the services index keeps of an InferenceService: enough to plan it again."""
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": dict(body.get("metadata") or {}),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
-
-
-def repair_drift(
+async def repair_drift(
     event_type: str | None,
     child: Mapping[str, Any],
     services: Mapping[Any, Any],
@@ -102,16 +94,30 @@ def repair_drift(
     """Apply the owner's plan again when a child was deleted or edited; True if it did.
 
     `services` is the services_by_name index: (namespace, name) -> a store of one body.
-    Errors are logged, not retried: the next event, spec change or restart applies again.
+    The check runs in the loop (most events are no drift); only the apply takes a thread.
     """
     if not drift.is_drift(event_type, child, _SEEN_CHILDREN):
         return False
     metadata = child.get("metadata") or {}
-    owner_name = drift.owner_of(child)
-    found = list(services.get((metadata.get("namespace"), owner_name), ()))
+    found = list(services.get((metadata.get("namespace"), drift.owner_of(child)), ()))
     owner = found[0] if found else None
     if owner is None or not drift.may_repair(owner):
         return False
+    return await asyncio.to_thread(apply_repair, event_type, child, owner, config)
+
+
+def apply_repair(
+    event_type: str | None,
+    child: Mapping[str, Any],
+    owner: Mapping[str, Any],
+    config: OperatorConfig,
+) -> bool:
+    """Apply the owner's plan again after a drift of `child`; True if it applied.
+
+    Errors are logged, not retried: the next event, spec change or restart applies again.
+    """
+    metadata = child.get("metadata") or {}
+    owner_name = drift.owner_of(child)
     try:
         rc.reconcile(rc.parse_body(owner), config, rc.recorded_children(owner))
         # The children exist again: the resync's held listing must not apply them once more.
@@ -131,22 +137,34 @@ def repair_drift(
     return True
 
 
-def resync_missing_children(
-    body: Mapping[str, Any], service: InferenceService, config: OperatorConfig
+def missing_at_resync(
+    body: Mapping[str, Any], service: InferenceService, held: resync.Listing
 ) -> list[str]:
-    """Apply the plan again when the namespace's periodic listing lacks one of the service's
-    always-planned children (resync.py); returns the kinds found missing."""
-    held = resync.listing(service.namespace, config.resync_seconds)
+    """The always-planned kinds the namespace's periodic listing lacks for the service."""
     present = held.kinds_by_owner.get(service.name, set())
-    missing = drift.missing_after_listing(body, present, held.listed_at)
-    if missing:
-        rc.reconcile(service, config, rc.recorded_children(body))
-        resync.note_applied(service.namespace, service.name)
-        metrics.RECONCILES.labels("repaired").inc()
-        _log.info(
-            "repaired %s/%s: %s missing at the resync", service.namespace, service.name, missing
-        )
-    return missing
+    return drift.missing_after_listing(body, present, held.listed_at)
+
+
+def repair_missing(
+    body: Mapping[str, Any], service: InferenceService, config: OperatorConfig, missing: list[str]
+) -> None:
+    """Apply the plan again: the resync's listing lacks the `missing` children (resync.py)."""
+    rc.reconcile(service, config, rc.recorded_children(body))
+    resync.note_applied(service.namespace, service.name)
+    metrics.RECONCILES.labels("repaired").inc()
+    _log.info("repaired %s/%s: %s missing at the resync", service.namespace, service.name, missing)
+
+
+# The status ticks' occasional I/O (a namespace's listing every resync, the price ConfigMap
+# every tick interval, a repair) runs on a pool of its own. On kopf's pool, which the apply
+# handlers share, every tick's hop waited behind a burst of creations applying their plans,
+# so the ticks fell behind exactly when many services were new (docs/reliability.md, scale).
+_TICK_IO = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tenfold-tick")
+
+
+async def in_tick_thread(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` on the ticks' own threads."""
+    return await asyncio.get_running_loop().run_in_executor(_TICK_IO, partial(call, *args))
 
 
 async def refresh_status(
@@ -161,14 +179,30 @@ async def refresh_status(
     One timer does both so that a single patch writes `conditions`: the autoscaler's
     BudgetLimited and MetricsUnavailable are merged into the observed list, not raced.
     """
+    metadata = body.get("metadata") or {}
+    with metrics.timed_tick(str(metadata.get("namespace")), str(metadata.get("name"))):
+        await _refresh_status(body, patch, config, deployments, pods)
+
+
+async def _refresh_status(
+    body: kopf.Body, patch: kopf.Patch, config: OperatorConfig, deployments: Any, pods: Any
+) -> None:
     previous = dict(body.get("status") or {})
     try:
         service = rc.parse_body(body)
     except InvalidSpecError:
         return  # the apply handler already reported it
     try:
-        await asyncio.to_thread(resync_missing_children, body, service, config)
-        prices = await asyncio.to_thread(rc.cluster_prices, config)
+        # Both are held between ticks: most ticks find them fresh and need no thread.
+        namespace, age = service.namespace, config.resync_seconds
+        held = resync.fresh(namespace, age)
+        if held is None:
+            held = await in_tick_thread(resync.listing, namespace, age)
+        if missing := missing_at_resync(body, service, held):
+            await in_tick_thread(repair_missing, body, service, config, missing)
+        prices = rc.fresh_cluster_prices(config)
+        if prices is None:
+            prices = await in_tick_thread(rc.cluster_prices, config)
         observed = rc.observed_status(service, previous, deployments, pods)
     except ApiException as error:
         raise retry_for(error) from error

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
@@ -84,22 +85,37 @@ def missing_if_unserved(api_version: str, kind: str) -> Iterator[None]:
         raise MissingApiError(f"the cluster does not serve {kind} ({api_version})") from None
 
 
-def apply_objects(objects: Iterable[Mapping[str, Any]]) -> None:
-    """Server-side apply each object as the tenfold field manager.
+def apply_object(obj: Mapping[str, Any]) -> None:
+    """Server-side apply one object as the tenfold field manager.
 
     force_conflicts: tenfold owns these children; a field another manager took by hand is
     taken back, which is what "apply the plan again" must mean for reconciliation.
     """
-    for obj in objects:
-        resource = _resource(obj["apiVersion"], obj["kind"])
-        with missing_if_unserved(obj["apiVersion"], obj["kind"]):
-            dynamic_client().server_side_apply(
-                resource,
-                body=dict(obj),
-                namespace=obj["metadata"].get("namespace"),
-                field_manager=constants.FIELD_MANAGER,
-                force_conflicts=True,
-            )
+    resource = _resource(obj["apiVersion"], obj["kind"])
+    with missing_if_unserved(obj["apiVersion"], obj["kind"]):
+        dynamic_client().server_side_apply(
+            resource,
+            body=dict(obj),
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=constants.FIELD_MANAGER,
+            force_conflicts=True,
+            serialize=False,  # the answer is not read: no objects built from it
+        )
+
+
+# The applies of one stage run at once (plan.apply_stages), on threads of their own: the
+# handler's thread waits for them, and these threads never wait on anything but the apiserver.
+_APPLY_TOGETHER = ThreadPoolExecutor(max_workers=32, thread_name_prefix="tenfold-apply")
+
+
+def apply_objects(stages: Iterable[Iterable[Mapping[str, Any]]]) -> None:
+    """Apply stage after stage, the objects of each stage at once; the first error of a
+    stage is raised once all of that stage's applies ended, and later stages wait."""
+    for stage in stages:
+        futures = [_APPLY_TOGETHER.submit(apply_object, obj) for obj in stage]
+        wait(futures)
+        for future in futures:
+            future.result()
 
 
 def create_once(obj: Mapping[str, Any]) -> bool:
@@ -122,13 +138,31 @@ def create_once(obj: Mapping[str, Any]) -> bool:
     return True
 
 
+# Ask for a listing's metadata only, as client-go's metadata informers do: owners and names
+# are all a resync or a prune reads, and turning whole bodies into the dynamic client's
+# objects and back was most of the operator's CPU at rest (docs/reliability.md, scale).
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+
+
+def _list_metadata(resource: Any, namespace: str, selector: str, **params: str) -> list[dict]:
+    """The metadata of each object of `resource` in `namespace` matching `selector`."""
+    response = resource.get(
+        namespace=namespace,
+        label_selector=selector,
+        header_params={"Accept": METADATA_ONLY},
+        serialize=False,
+        **params,
+    )
+    items = json.loads(response.data).get("items") or []  # an empty list comes as null
+    return [{"metadata": item.get("metadata") or {}} for item in items]
+
+
 def list_managed(namespace: str, api_version: str, kind: str) -> list[dict[str, Any]]:
-    """Every `kind` tenfold manages in `namespace`, from the apiserver's watch cache
-    (resourceVersion "0": no etcd read)."""
+    """Every `kind` tenfold manages in `namespace` (metadata only), from the apiserver's watch
+    cache (resourceVersion "0": no etcd read)."""
     resource = _resource(api_version, kind)
     selector = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
-    found = resource.get(namespace=namespace, label_selector=selector, resource_version="0")
-    return [item.to_dict() for item in found.items]
+    return _list_metadata(resource, namespace, selector, resource_version="0")
 
 
 def prune_children(name: str, namespace: str, keep: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -146,14 +180,15 @@ def prune_children(name: str, namespace: str, keep: Iterable[Mapping[str, Any]])
             continue
         try:
             with missing_if_unserved(api_version, kind):
-                listed = resource.get(namespace=namespace, label_selector=child_selector(name))
+                listed = _list_metadata(resource, namespace, child_selector(name))
         except MissingApiError:
             continue
-        for item in listed.items:
-            if (kind, item.metadata.name) not in wanted:
+        for item in listed:
+            child_name = item["metadata"].get("name")
+            if (kind, child_name) not in wanted:
                 try:
-                    resource.delete(name=item.metadata.name, namespace=namespace)
-                    deleted.append(f"{kind}/{item.metadata.name}")
+                    resource.delete(name=child_name, namespace=namespace)
+                    deleted.append(f"{kind}/{child_name}")
                 except NotFoundError:
                     pass
     return deleted

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from tenfold import constants
-from tenfold.controller import actions, tuning_actions
+from tenfold.controller import actions, observe, tuning_actions
 from tenfold.controller.config import OperatorConfig
 from tenfold.controller.drift import WATCHED_CHILDREN
 from tenfold.controller.metrics import serve as serve_metrics
@@ -20,6 +20,9 @@ from tenfold.controller.settings import configure
 from tenfold.plan.labels import APP_NAME, LABEL_NAME
 from tenfold.plan.tuning import TUNING_APP_NAME
 
+# Index functions and the child-event handler are async: kopf runs a sync handler on its
+# thread pool, where every watch event of a pod or a Deployment then waited behind the apply
+# handlers of a burst of creations. They compute in the loop; only I/O takes a thread.
 RESOURCE = (constants.API_GROUP, constants.API_VERSION, constants.PLURAL)
 TUNING = (constants.API_GROUP, constants.API_VERSION, constants.TUNING_PLURAL)
 CONFIG = OperatorConfig.from_env()
@@ -49,6 +52,9 @@ def on_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     *RESOURCE,
     id="refresh-status",
     interval=CONFIG.tick_seconds,
+    # On a grid of tick_seconds from the first tick, not tick_seconds after the last one
+    # ended: a status at most one tick old, however long a tick waited for the loop.
+    sharp=True,
     backoff=UNEXPECTED_ERROR_BACKOFF,
 )
 async def on_tick(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
@@ -63,30 +69,34 @@ async def on_tick(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
     id="deployments_by_service",
     labels={constants.LABEL_MANAGED_BY: constants.MANAGED_BY},
 )  # fmt: skip
-def deployments_by_service(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict:
+async def deployments_by_service(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict:
     """The serving Deployment of each service (named after it), as the watch last saw it."""
-    return {(namespace, name): dict(body)}
+    return {(namespace, name): observe.deployment_entry(body)}
 
 
 @kopf.index("", "v1", "pods", id="pods_by_service", labels={LABEL_NAME: APP_NAME})
-def pods_by_service(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+async def pods_by_service(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict:
     """The serving pods of each service (by their instance label), as last seen."""
-    return {(namespace, labels.get(constants.LABEL_INSTANCE)): dict(body)}
+    return {(namespace, labels.get(constants.LABEL_INSTANCE)): observe.pod_entry(body)}
 
 
 @kopf.index(*RESOURCE, id="services_by_name")
-def services_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict:
+async def services_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict:
     """Every InferenceService, from the watch (a child's drift is repaired from its owner's
     body without a GET)."""
-    return {(namespace, name): actions.index_entry(body)}
+    return {(namespace, name): observe.service_entry(body)}
 
 
-def on_child_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:  # noqa: A002
+async def on_child_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:  # noqa: A002
     """A child changed: apply its owner's plan again if that was drift (deleted, edited).
 
     `type` (kopf's name) is the watch event's, None for the initial listing.
     """
-    actions.repair_drift(type, body, kwargs["services_by_name"], CONFIG)
+    await actions.repair_drift(type, body, kwargs["services_by_name"], CONFIG)
 
 
 for _group, _version, _plural in WATCHED_CHILDREN:

@@ -19,6 +19,43 @@ class Observed:
     pods: list[dict[str, Any]]
 
 
+# What the indexes keep of each object: only what a status tick, a repair or a tuning
+# reads. Whole bodies (managedFields, a pod's spec, kubectl's last-applied copy of a spec)
+# made the indexes much of the operator's memory at 1,000 services (docs/reliability.md).
+SERVICE_METADATA_KEPT = ("name", "namespace", "uid", "generation", "deletionTimestamp", "labels")
+
+
+def service_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the services index keeps of an InferenceService: enough to plan it again."""
+    metadata = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {key: metadata[key] for key in SERVICE_METADATA_KEPT if key in metadata},
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def deployment_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the Deployments index keeps: its generation, wanted replicas and status
+    (conditions.deployment_conditions)."""
+    metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
+    return {
+        "metadata": {"name": metadata.get("name"), "generation": metadata.get("generation")},
+        "spec": {key: spec[key] for key in ("replicas",) if key in spec},
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def pod_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the pods index keeps: its status (conditions.pod_problems, prepared_model)."""
+    return {
+        "metadata": {"name": (body.get("metadata") or {}).get("name")},
+        "status": dict(body.get("status") or {}),
+    }
+
+
 def observed(
     name: str, namespace: str, deployments: Mapping[Any, Any], pods: Mapping[Any, Any]
 ) -> Observed:

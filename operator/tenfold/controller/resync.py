@@ -31,6 +31,15 @@ _LOCK = threading.Lock()
 _LISTINGS: dict[str, Listing] = {}
 
 
+def fresh(namespace: str, max_age: float) -> Listing | None:
+    """The namespace's held listing if younger than `max_age` seconds, without I/O or the
+    lock (a dict read is atomic), so a tick that needs no listing costs no thread."""
+    held = _LISTINGS.get(namespace)
+    if held is not None and time.monotonic() - held.taken < max_age:
+        return held
+    return None
+
+
 def listing(namespace: str, max_age: float) -> Listing:
     """The namespace's listing, taken again when older than `max_age` seconds."""
     with _LOCK:

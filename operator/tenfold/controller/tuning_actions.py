@@ -14,7 +14,7 @@ from tenfold.controller import drift, kube
 from tenfold.controller import reconcile as rc
 from tenfold.controller import tuning as tn
 from tenfold.controller.actions import apiserver_message, retry_for
-from tenfold.controller.apply import apply_objects
+from tenfold.controller.apply import apply_object
 from tenfold.controller.conditions import MESSAGE_LIMIT, ConditionUpdate, merge_conditions
 from tenfold.plan.tuning import tuning_selector
 
@@ -76,7 +76,8 @@ def start_tuning(
             ) from None
         return
     try:
-        apply_objects(started.objects)
+        for obj in started.objects:  # in order: the Job mounts the ConfigMap before it
+            apply_object(obj)
         _delete_other_jobs(metadata["namespace"], metadata["name"], started.job)
     except ApiException as error:
         raise retry_for(error) from error
