@@ -96,21 +96,23 @@ def fresh_cluster_prices(config: OperatorConfig) -> ClusterPrices | None:
     return _held_prices(config).fresh()
 
 
-# Services parsed, by (uid, resourceVersion): one version of an object is one spec, and an
-# idle service's status tick finds its version unchanged, so validating its spec again
-# (the serving table's rules and all) was a fifth of what the operator did at rest.
+# The last version parsed of each service, by uid: one version of an object is one spec,
+# and an idle service's status tick finds its version unchanged, so validating its spec again
+# (the serving table's rules and all) was a fifth of what the operator did at rest. One
+# entry per service (about 11 kB each, traced): keyed by version, the entries of every
+# status write piled up until the bound.
 PARSED_KEPT = 4096
-_PARSED: dict[tuple[str, str], InferenceService] = {}
+_PARSED: dict[str, tuple[str, InferenceService]] = {}
 _PARSED_LOCK = threading.Lock()
 
 
 def parse_body(body: Mapping[str, Any]) -> InferenceService:
     """The typed service from a kopf body (raises InvalidSpecError; a refusal is not kept)."""
     metadata = body.get("metadata") or {}
-    uid, version = metadata.get("uid"), metadata.get("resourceVersion")
-    key = (str(uid), str(version)) if uid and version else None
-    if key is not None and (kept := _PARSED.get(key)) is not None:
-        return kept
+    uid, version = metadata.get("uid"), str(metadata.get("resourceVersion") or "")
+    kept = _PARSED.get(str(uid)) if uid and version else None
+    if kept is not None and kept[0] == version:
+        return kept[1]
     service = parse_inference_service(
         {
             "apiVersion": body.get("apiVersion"),
@@ -119,11 +121,12 @@ def parse_body(body: Mapping[str, Any]) -> InferenceService:
             "spec": dict(body.get("spec") or {}),
         }
     )
-    if key is not None:
+    if uid and version:
         with _PARSED_LOCK:
-            _PARSED[key] = service
+            _PARSED.pop(str(uid), None)  # re-inserted last: the oldest entries go first
+            _PARSED[str(uid)] = (version, service)
             if len(_PARSED) > PARSED_KEPT:
-                del _PARSED[next(iter(_PARSED))]  # the oldest parsed
+                del _PARSED[next(iter(_PARSED))]
     return service
 
 
