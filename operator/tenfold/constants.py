@@ -18,6 +18,10 @@ TUNING_SHORT_NAMES: Final = ("tftune",)
 
 FIELD_MANAGER: Final = "tenfold"
 ANNOTATION_PREFIX: Final = "tenfold.dev"
+# An InferenceService's consent to be patched by `action: apply` tunings: set by whoever may
+# edit the service, since an InferenceTuning's author may lack that right (docs/tuning.md).
+TUNING_APPLY_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/tuning-apply"
+TUNING_APPLY_ALLOWED: Final = "allowed"
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tenfold.constants import TUNING_APPLY_ALLOWED, TUNING_APPLY_ANNOTATION
 from tenfold.controller.tuning import TUNING_FIELD_MANAGER
 from tenfold_tools.testbed import Kubectl
 from tenfold_tools.testbed.node import REAL_NODE_NAME
@@ -53,6 +54,8 @@ def tuned(kubectl: Kubectl, operator: str, make_module_namespace) -> tuple[str, 
     document = load_example("minilm-local.yaml")
     document["spec"]["autoscaling"].update(mode="off", minReplicas=0)
     document["spec"]["replicas"] = 0
+    # The service's editor lets `action: apply` tunings patch it (docs/tuning.md).
+    document["metadata"]["annotations"] = {TUNING_APPLY_ANNOTATION: TUNING_APPLY_ALLOWED}
     kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(document))
     return namespace, get_json(kubectl, namespace, "inferenceservice", "minilm")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tenfold.constants import TUNING_APPLY_ANNOTATION
 from tenfold.controller import conditions, drift, observe
 from tenfold.controller.reconcile import observed_status, parse_body
 from tests.unit.test_controller_conditions import deployment, unschedulable_pod
@@ -107,6 +108,9 @@ def test_the_service_entry_keeps_what_a_repair_reads(minilm_body):
     body["status"] = {"observedGeneration": 4, "children": ["Deployment/minilm"]}
     entry = observe.service_entry(body)
     assert "managedFields" not in entry["metadata"] and "annotations" not in entry["metadata"]
+    body["metadata"]["annotations"][TUNING_APPLY_ANNOTATION] = "allowed"  # tuning.may_apply
+    consent = observe.service_entry(body)["metadata"]["annotations"]
+    assert consent == {TUNING_APPLY_ANNOTATION: "allowed"}
     assert parse_body(entry) == parse_body(body)
     assert drift.may_repair(entry) and entry["status"] == body["status"]
     body["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"

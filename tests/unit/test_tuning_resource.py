@@ -16,6 +16,7 @@ from tenfold.api.enums import Engine, Precision
 from tenfold.api.resource import InvalidSpecError, parse_inference_service, parse_tuning_spec
 from tenfold.api.status import ConditionType
 from tenfold.api.tuning import InferenceTuningStatus
+from tenfold.constants import TUNING_APPLY_ANNOTATION
 from tenfold.controller import tuning as tn
 from tenfold.plan.deployment import build_pod_spec
 from tenfold.plan.tuning import (
@@ -303,9 +304,22 @@ def test_a_job_that_died_is_degraded_with_what_the_cluster_recorded(
     assert found.fields == {}
 
 
+@pytest.mark.parametrize("annotations", [None, {TUNING_APPLY_ANNOTATION: "yes"}, {"other": "x"}])
+def test_apply_patches_only_a_service_that_allows_it(annotations: dict | None) -> None:
+    """The operator patches with its own rights: a tuning's author who may not edit the
+    service must not change it through them, so the service's editor consents."""
+    tuning = parse_tuning_spec({**TUNING["spec"], "action": "apply"})
+    service = _stored(SERVICE, generation=4)
+    if annotations is not None:
+        service["metadata"]["annotations"] = annotations
+    why = tn.may_apply(tuning, {"serviceGeneration": 4}, service)
+    assert why is not None and f"{TUNING_APPLY_ANNOTATION}=allowed" in why
+
+
 def test_apply_leaves_a_service_edited_since_the_search_alone() -> None:
     tuning = parse_tuning_spec({**TUNING["spec"], "action": "apply"})
     service = _stored(SERVICE, generation=4)
+    service["metadata"]["annotations"] = {TUNING_APPLY_ANNOTATION: "allowed"}
     assert tn.may_apply(tuning, {"serviceGeneration": 4}, service) is None
     why = tn.may_apply(tuning, {"serviceGeneration": 3}, service)
     assert why is not None and "generation 3 then, 4 now" in why

@@ -170,7 +170,8 @@ class InferenceTuningSpec(ApiModel):
     action: TuningAction = Field(
         TuningAction.RECOMMEND,
         description="recommend: the winner and its patch go to status only; apply: the "
-        "service is patched too (GitOps users keep recommend and commit the patch).",
+        "service is patched too, if it is annotated tenfold.dev/tuning-apply=allowed (GitOps "
+        "users keep recommend and commit the patch).",
     )
 
     @model_validator(mode="after")

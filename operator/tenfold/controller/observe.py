@@ -8,6 +8,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from tenfold import constants
 from tenfold.controller.kube import core
 
 
@@ -28,10 +29,15 @@ SERVICE_METADATA_KEPT = ("name", "namespace", "uid", "generation", "deletionTime
 def service_entry(body: Mapping[str, Any]) -> dict[str, Any]:
     """What the services index keeps of an InferenceService: enough to plan it again."""
     metadata = body.get("metadata") or {}
+    kept = {key: metadata[key] for key in SERVICE_METADATA_KEPT if key in metadata}
+    annotations = metadata.get("annotations") or {}
+    if constants.TUNING_APPLY_ANNOTATION in annotations:  # read by tuning.may_apply
+        key = constants.TUNING_APPLY_ANNOTATION
+        kept["annotations"] = {key: annotations[key]}
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": {key: metadata[key] for key in SERVICE_METADATA_KEPT if key in metadata},
+        "metadata": kept,
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
     }

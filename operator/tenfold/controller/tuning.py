@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from tenfold import constants
 from tenfold.api.catalog import CPU
 from tenfold.api.resource import (
     InferenceService,
@@ -291,12 +292,24 @@ def may_apply(
 ) -> str | None:
     """None when `apply` may patch the service now, else why not.
 
-    A service edited since the search started is left alone: the winner was measured against
-    the spec it had then, and a person's newer edit wins over a measurement of the old one.
+    The service must consent (constants.TUNING_APPLY_ANNOTATION): the operator patches it
+    with its own rights, and whoever may create an InferenceTuning in the namespace must not
+    thereby change a service they could not edit themselves. A service edited since the
+    search started is left alone: the winner was measured against the spec it had then, and
+    a person's newer edit wins over a measurement of the old one.
     """
     if service_body is None:
         return "the service no longer exists"
-    current = int((service_body.get("metadata") or {}).get("generation") or 0)
+    metadata = service_body.get("metadata") or {}
+    consent = (metadata.get("annotations") or {}).get(constants.TUNING_APPLY_ANNOTATION)
+    if consent != constants.TUNING_APPLY_ALLOWED:
+        return (
+            f"the InferenceService does not allow it: annotate it "
+            f"{constants.TUNING_APPLY_ANNOTATION}={constants.TUNING_APPLY_ALLOWED} (only "
+            "whoever may edit the service can, and a tuning's author may not); not applied, "
+            "the patch is in status.patch"
+        )
+    current = int(metadata.get("generation") or 0)
     if current != status.get("serviceGeneration"):
         return (
             f"the service changed since the search started (generation "
