@@ -147,7 +147,13 @@ async def test_load_step_scales_up_within_ten_seconds_and_prometheus_down_holds(
         print(f"load step -> scale decision: {reaction:.2f} s (5 s scrape, {POLL_SECONDS} s poll)")
         # about one scrape interval (+ query time) after the step; generous on a busy host
         assert scaled and scaled[0] > 1 and reaction <= 11
-        assert patch["signals"]["requestRate"] > 2
+        # The load is in the signals; which one decided depends on where the step fell in the
+        # 5 s scrape: a scrape right after it shows queue time over target while the 15 s rate
+        # window holds under a second of load (rate 1.6 req/s, scaled 0.84 s after the step,
+        # in a clean-clone CI run).
+        signals = patch["signals"]
+        queued = (signals.get("queueTimeMs") or 0) + (signals.get("pendingRequests") or 0)
+        assert signals["requestRate"] > 2 or queued > 0, signals
         assert "ScaledUp" in [reason for _, reason, _ in events]
 
         prometheus.stop()
