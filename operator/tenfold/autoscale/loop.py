@@ -150,7 +150,7 @@ class Autoscaler:
         self,
         namespace: str,
         name: str,
-        spec: Mapping[str, Any],
+        spec: InferenceServiceSpec | Mapping[str, Any],
         status: Mapping[str, Any],
         *,
         emit: Emit,
@@ -164,7 +164,12 @@ class Autoscaler:
         lastDecision are read); an invalid `spec` raises pydantic.ValidationError.
         `cluster_prices` are the cluster's price overrides (the price ConfigMap).
         """
-        model = InferenceServiceSpec.model_validate(dict(spec))
+        # The status tick passes the spec it parsed (and keeps per version): not again here.
+        model = (
+            spec
+            if isinstance(spec, InferenceServiceSpec)
+            else InferenceServiceSpec.model_validate(dict(spec))
+        )
         auto = model.autoscaling
         snapshot = await self._signals.get()
         now = self._clock()

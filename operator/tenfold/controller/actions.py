@@ -213,7 +213,7 @@ async def _refresh_status(
     scaling = await default_autoscaler(config.autoscale, kube.custom()).tick(
         service.namespace,
         service.name,
-        body["spec"],
+        service.spec,
         {**previous, **observed},
         emit=emit,
         generation=service.generation,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
+from typing import TypeVar
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
+
+T = TypeVar("T")
 
 
 @cache
@@ -37,3 +42,13 @@ def custom() -> client.CustomObjectsApi:
 def batch() -> client.BatchV1Api:
     """The batch/v1 API (an InferenceTuning's Jobs)."""
     return client.BatchV1Api(api_client())
+
+
+def unless_missing(read: Callable[[], T]) -> T | None:
+    """`read()`, or None when the apiserver answers 404 (any other error is raised)."""
+    try:
+        return read()
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise

@@ -117,15 +117,12 @@ def _delete_other_jobs(namespace: str, tuning: str, keep: str) -> None:
 
 
 def _tuning_body(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        found = kube.custom().get_namespaced_custom_object(
+    found = kube.unless_missing(
+        lambda: kube.custom().get_namespaced_custom_object(
             constants.API_GROUP, constants.API_VERSION, namespace, constants.TUNING_PLURAL, name
         )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return dict(found)  # type: ignore[call-overload]
+    )
+    return None if found is None else dict(found)  # type: ignore[call-overload]
 
 
 def observe_job(
@@ -171,13 +168,8 @@ def check_tuning(body: Mapping[str, Any], services: Mapping[Any, Any]) -> None:
 
 
 def _read_job(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        job = kube.batch().read_namespaced_job(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return dict(kube.api_client().sanitize_for_serialization(job))
+    job = kube.unless_missing(lambda: kube.batch().read_namespaced_job(name, namespace))
+    return None if job is None else dict(kube.api_client().sanitize_for_serialization(job))
 
 
 def _pods_of(namespace: str, job: str) -> list[dict[str, Any]]:
