@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -226,3 +229,31 @@ def test_prepare_spec_gpu_runs_on_cuda() -> None:
 def test_prepare_spec_reads_pvc_sources_from_their_mount() -> None:
     spec = make_spec(model={"name": "minilm", "source": "pvc://weights/models/minilm/"})
     assert build_prepare_spec("embed", spec).source == "/mnt/tenfold/source/models/minilm"
+
+
+def _run_python(code: str) -> str:
+    """Run `code` in a fresh interpreter (module imports are per process) and return stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return done.stdout.strip()
+
+
+def test_the_operator_loads_the_model_config_without_the_grpc_client() -> None:
+    loaded = _run_python(
+        "import sys, tenfold.controller.handlers\n"
+        "print(sorted(m for m in ('grpc', 'numpy', 'tritonclient.grpc') if m in sys.modules))"
+    )
+    assert loaded == "[]"
+
+
+def test_the_grpc_client_imported_later_shares_the_one_model_config_module() -> None:
+    # protobuf refuses a second registration of the same descriptors: the client's package
+    # must find the module the operator loaded, not load its file again.
+    shared = _run_python(
+        "from tenfold.plan.model_config import mc\n"
+        "import tritonclient.grpc\n"
+        "from tritonclient.grpc import model_config_pb2\n"
+        "print(tritonclient.grpc.model_config_pb2 is mc, model_config_pb2 is mc)"
+    )
+    assert shared == "True True"

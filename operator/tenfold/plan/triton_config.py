@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as mc
 
 from tenfold.api.catalog import CPU
 from tenfold.api.enums import Backend, QueueTimeoutAction
@@ -25,6 +25,11 @@ from tenfold.api.prepare import (
 )
 from tenfold.api.spec import BatchingSpec, InferenceServiceSpec
 from tenfold.api.triton_io import BACKENDS, TASK_IO, TensorSpec
+
+if TYPE_CHECKING:
+    from tritonclient.grpc import model_config_pb2 as mc
+else:  # the module alone, without tritonclient's gRPC client (plan/model_config.py)
+    from tenfold.plan.model_config import mc
 
 # Names of the `parameters` entries the runtime's model.py reads (python backend).
 # The precision asked for; the guard may serve another, which the manifest records.
