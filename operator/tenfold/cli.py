@@ -134,18 +134,29 @@ def command_run(args: argparse.Namespace) -> int:
     import kopf
 
     import tenfold.controller.handlers  # noqa: F401  (registers the handlers)
+    from tenfold.controller.leadership import Leadership, own_identity
     from tenfold.controller.settings import peering, peering_priority, scope
+
+    if args.peering and args.namespace:
+        print("tenfold: --peering needs a cluster-wide operator (no --namespace)", file=sys.stderr)
+        return EXIT_USAGE
 
     kopf.configure(verbose=args.verbose)
     settings = kopf.OperatorSettings()
     scope(settings, args.namespace or ())
     peering(settings)
     priority = peering_priority(args.priority, args.peering)
+    identity = own_identity()
     if args.peering:
-        print(f"tenfold: peering {args.peering!r} with priority {priority}", file=sys.stderr)
+        print(f"tenfold: peering {args.peering!r} as {identity} with priority {priority}",
+              file=sys.stderr)  # fmt: skip
     kopf.run(
         settings=settings,
-        standalone=args.standalone,
+        # Without --peering the operator runs alone: the status loop's leadership check reads
+        # the named peering only (kopf would otherwise look for a "default" one).
+        standalone=args.standalone or not args.peering,
+        identity=identity,  # type: ignore[arg-type]  # kopf's NewType of str
+        memo=kopf.Memo(leadership=Leadership(args.peering, identity, priority)),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness,

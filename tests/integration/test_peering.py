@@ -52,13 +52,24 @@ def replicas(crd: None, kubectl: Kubectl, tmp_path_factory) -> Iterator[list[Pee
     kubectl("delete", "clusterkopfpeering", PEERING, check=False)
 
 
-def applied(replica: PeeringOperator) -> float:
-    """How many plans this replica applied (its own tenfold_operator_reconcile_total)."""
+def metric(replica: PeeringOperator, series: str) -> float:
+    """One series' value on this replica's own metrics endpoint (0 before it exists)."""
     text = urllib.request.urlopen(replica.metrics_url, timeout=10).read().decode()
     for line in text.splitlines():
-        if line.startswith('tenfold_operator_reconcile_total{result="applied"}'):
+        if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def applied(replica: PeeringOperator) -> float:
+    """How many plans this replica applied (its own tenfold_operator_reconcile_total)."""
+    return metric(replica, 'tenfold_operator_reconcile_total{result="applied"}')
+
+
+def ticks(replica: PeeringOperator) -> float:
+    """How many status ticks this replica's status loop ran (not a kopf handler: its
+    peering check is its own, controller/leadership.py)."""
+    return metric(replica, "tenfold_operator_status_tick_seconds_count")
 
 
 def quiet_counts(replicas: list[PeeringOperator], still_for: int = 5) -> dict[int, float]:
@@ -108,6 +119,10 @@ def test_one_replica_acts_and_a_killed_one_hands_over(
     (leader,) = acting
     (standby,) = [r for r in replicas if r is not leader]
     assert applied(standby) == baseline[id(standby)]
+    # The status loop acts on the leader only: over two ticks' worth, the standby runs none.
+    standby_ticks, leader_ticks = ticks(standby), ticks(leader)
+    wait_for(lambda: ticks(leader) >= leader_ticks + 2, "the leader's status ticks")
+    assert ticks(standby) == standby_ticks
     assert leader._process is not None
     os.killpg(leader._process.pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -119,4 +134,5 @@ def test_one_replica_acts_and_a_killed_one_hands_over(
     )
     handover = time.monotonic() - killed
     wait_for(lambda: applied(standby) > baseline[id(standby)], "the standby's apply handler's end")
+    wait_for(lambda: ticks(standby) > standby_ticks, "the standby's status ticks")
     print(f"peering: leader SIGKILLed, the standby applied a new service {handover:.1f} s later")

@@ -101,3 +101,10 @@ def test_tenfold_tune_is_the_runtimes_tune(monkeypatch: pytest.MonkeyPatch) -> N
     assert "tune: --max-trials/--minutes:" in found.stderr
     monkeypatch.setattr(cli.shutil, "which", lambda name: None)
     assert cli.main(["tune", "-f", "x.yaml"]) == cli.EXIT_USAGE
+
+
+def test_run_refuses_a_peering_for_a_namespaced_operator():
+    # The status loop reads the cluster-wide peering only; the chart refuses this too.
+    found = run_cli("run", "--peering=ha", "--namespace=team-a")
+    assert found.returncode == 2
+    assert "--peering needs a cluster-wide operator" in found.stderr

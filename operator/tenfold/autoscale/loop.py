@@ -1,8 +1,9 @@
 """The autoscaler's tick: shared signals, per-service decision, actuation, status patch.
 
-The controller's `@kopf.timer` calls `default_autoscaler(settings).tick` for each
-InferenceService every `tick_seconds`. All services share one `SignalCache`, so Prometheus
-sees one round of queries per tick however many services there are.
+The controller's status loop (controller/status_loop.py) calls
+`default_autoscaler(settings).tick` for each InferenceService every `tick_seconds`. All
+services share one `SignalCache`, so Prometheus sees one round of queries per tick however
+many services there are.
 """
 
 from __future__ import annotations

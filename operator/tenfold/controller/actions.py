@@ -14,8 +14,8 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from tenfold.api.resource import InferenceService, InvalidSpecError
-from tenfold.autoscale.loop import default_autoscaler
-from tenfold.controller import conditions, drift, kube, metrics, resync
+from tenfold.autoscale.loop import Emit, default_autoscaler
+from tenfold.controller import conditions, drift, kube, metrics, resync, status_loop
 from tenfold.controller import reconcile as rc
 from tenfold.controller.apply import MissingApiError
 from tenfold.controller.config import OperatorConfig
@@ -60,7 +60,10 @@ def retry_for(error: ApiException) -> kopf.TemporaryError:
 def apply_service(body: Mapping[str, Any], patch: kopf.Patch, config: OperatorConfig) -> None:
     """Validate the body, apply its plan, and record the outcome in the status patch."""
     previous = body.get("status") or {}
-    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    metadata = body.get("metadata") or {}
+    generation = int(metadata.get("generation") or 0)
+    # kopf runs this after every index's initial listing: the status ticks may read them.
+    status_loop.note_handled(str(metadata.get("namespace")), str(metadata.get("name")))
     try:
         service = rc.parse_body(body)
     except InvalidSpecError as invalid:
@@ -168,30 +171,31 @@ async def in_tick_thread(call: Callable[..., T], *args: Any) -> T:
 
 
 async def refresh_status(
-    body: kopf.Body,
-    patch: kopf.Patch,
+    body: Mapping[str, Any],
     config: OperatorConfig,
     deployments: Mapping[Any, Any],
     pods: Mapping[Any, Any],
-) -> None:
-    """Observe the children, let the autoscaler decide, write only what changed.
+    emit: Emit,
+) -> dict[str, Any]:
+    """Observe the children, let the autoscaler decide; return the status fields that changed.
 
-    One timer does both so that a single patch writes `conditions`: the autoscaler's
+    One tick does both so that a single patch writes `conditions`: the autoscaler's
     BudgetLimited and MetricsUnavailable are merged into the observed list, not raced.
+    `body` is the services index's entry; `emit` posts an Event on the service.
     """
     metadata = body.get("metadata") or {}
     with metrics.timed_tick(str(metadata.get("namespace")), str(metadata.get("name"))):
-        await _refresh_status(body, patch, config, deployments, pods)
+        return await _refresh_status(body, config, deployments, pods, emit)
 
 
 async def _refresh_status(
-    body: kopf.Body, patch: kopf.Patch, config: OperatorConfig, deployments: Any, pods: Any
-) -> None:
+    body: Mapping[str, Any], config: OperatorConfig, deployments: Any, pods: Any, emit: Emit
+) -> dict[str, Any]:
     previous = dict(body.get("status") or {})
     try:
         service = rc.parse_body(body)
     except InvalidSpecError:
-        return  # the apply handler already reported it
+        return {}  # the apply handler already reported it
     try:
         # Both are held between ticks: most ticks find them fresh and need no thread.
         namespace, age = service.namespace, config.resync_seconds
@@ -203,13 +207,9 @@ async def _refresh_status(
         prices = rc.fresh_cluster_prices(config)
         if prices is None:
             prices = await in_tick_thread(rc.cluster_prices, config)
-        observed = rc.observed_status(service, previous, deployments, pods)
     except ApiException as error:
-        raise retry_for(error) from error
-
-    def emit(kind: str, reason: str, message: str) -> None:
-        kopf.event(body, type=kind, reason=reason, message=message)
-
+        raise retry_for(error) from error  # the status loop rests the service for its delay
+    observed = rc.observed_status(service, previous, deployments, pods)
     scaling = await default_autoscaler(config.autoscale, kube.custom()).tick(
         service.namespace,
         service.name,
@@ -234,10 +234,11 @@ async def _refresh_status(
     metrics.record_status(
         service.namespace, service.name, {**previous, **current}, service.spec.budget.hourly_cap()
     )
-    patch.status.update(rc.changed_fields(previous, current))
+    return rc.changed_fields(previous, current)
 
 
 def forget_service(namespace: str, name: str, config: OperatorConfig) -> None:
-    """A service is gone: drop its metric series and its scaling history."""
+    """A service is gone: drop its metric series, its status ticks and scaling history."""
     metrics.forget(namespace, name)
+    status_loop.forget(namespace, name)
     default_autoscaler(config.autoscale, kube.custom()).forget(namespace, name)

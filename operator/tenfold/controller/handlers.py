@@ -7,14 +7,16 @@ The operator's settings are read from the environment here, once, and passed dow
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
 from tenfold import constants
-from tenfold.controller import actions, observe, tuning_actions
+from tenfold.controller import actions, observe, status_loop, tuning_actions
 from tenfold.controller.config import OperatorConfig
 from tenfold.controller.drift import WATCHED_CHILDREN
+from tenfold.controller.leadership import Leadership
 from tenfold.controller.metrics import serve as serve_metrics
 from tenfold.controller.settings import configure
 from tenfold.plan.labels import APP_NAME, LABEL_NAME
@@ -29,10 +31,29 @@ CONFIG = OperatorConfig.from_env()
 
 
 @kopf.on.startup(id="configure")
-def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Apply tenfold's kopf settings and serve the operator's metrics."""
+async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Apply tenfold's kopf settings, serve the operator's metrics, start the status loop."""
     configure(settings)
     serve_metrics(CONFIG.metrics_port)
+    deployments, pods = kwargs["deployments_by_service"], kwargs["pods_by_service"]
+
+    async def refresh(body: Any, emit: Any) -> dict:
+        return await actions.refresh_status(body, CONFIG, deployments, pods, emit)
+
+    # The indexes are kopf's live views: empty now, filled as its watches list and follow.
+    leadership = memo.get("leadership") or Leadership.alone()  # `tenfold run` passes one
+    memo.status_loop = asyncio.create_task(
+        status_loop.run(kwargs["services_by_name"], refresh, leadership, CONFIG.tick_seconds)
+    )
+
+
+@kopf.on.cleanup(id="stop-status-loop")
+async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the status loop before kopf closes its loop."""
+    task = memo.get("status_loop")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 # kopf retries an exception that is not its own (a connection refused while the apiserver
@@ -46,22 +67,6 @@ UNEXPECTED_ERROR_BACKOFF = 5.0
 def on_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Apply the plan whenever the spec is new, changed, or the operator restarted."""
     actions.apply_service(body, patch, CONFIG)
-
-
-@kopf.timer(
-    *RESOURCE,
-    id="refresh-status",
-    interval=CONFIG.tick_seconds,
-    # On a grid of tick_seconds from the first tick, not tick_seconds after the last one
-    # ended: a status at most one tick old, however long a tick waited for the loop.
-    sharp=True,
-    backoff=UNEXPECTED_ERROR_BACKOFF,
-)
-async def on_tick(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-    """Report what the children are doing, every tick (from the indexes below: no GET)."""
-    await actions.refresh_status(
-        body, patch, CONFIG, kwargs["deployments_by_service"], kwargs["pods_by_service"]
-    )
 
 
 @kopf.index(

@@ -23,7 +23,16 @@ class Observed:
 # What the indexes keep of each object: only what a status tick, a repair or a tuning
 # reads. Whole bodies (managedFields, a pod's spec, kubectl's last-applied copy of a spec)
 # made the indexes much of the operator's memory at 1,000 services (docs/reliability.md).
-SERVICE_METADATA_KEPT = ("name", "namespace", "uid", "generation", "deletionTimestamp", "labels")
+SERVICE_METADATA_KEPT = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "labels",
+)
 
 
 def service_entry(body: Mapping[str, Any]) -> dict[str, Any]:
