@@ -93,14 +93,26 @@ def apply_object(obj: Mapping[str, Any]) -> None:
     """
     resource = _resource(obj["apiVersion"], obj["kind"])
     with missing_if_unserved(obj["apiVersion"], obj["kind"]):
-        dynamic_client().server_side_apply(
+        response = dynamic_client().server_side_apply(
             resource,
             body=dict(obj),
             namespace=obj["metadata"].get("namespace"),
             field_manager=constants.FIELD_MANAGER,
             force_conflicts=True,
-            serialize=False,  # the answer is not read: no objects built from it
+            serialize=False,  # no objects built from the answer
         )
+    release(response)
+
+
+def release(response: Any) -> None:
+    """Hand an unread answer's connection back to the pool.
+
+    The client streams answers (urllib3's preload_content=False), and a connection whose
+    answer was never read stays out of its pool: each apply opened a TLS connection of its
+    own, 4,001 for the 4,000 applies of a restart with 1,000 services (docs/reliability.md).
+    """
+    response.drain_conn()
+    response.release_conn()
 
 
 # The applies of one stage run at once (plan.apply_stages), on threads of their own: the

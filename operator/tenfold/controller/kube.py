@@ -13,6 +13,14 @@ from kubernetes.dynamic import DynamicClient
 T = TypeVar("T")
 
 
+# Connections the client keeps open for reuse: at least the threads that may call the
+# apiserver at once (tests/unit/test_controller_kube.py adds them up). urllib3 keeps
+# `connection_pool_maxsize` of them (the client's default is five per CPU, ten on two cores)
+# and opens, then drops, one more TLS connection for each caller beyond that: a restart of
+# 1,000 services opened 4,001 connections for its 4,000 applies (docs/reliability.md, scale).
+API_CONNECTIONS = 64
+
+
 @cache
 def api_client() -> client.ApiClient:
     """An ApiClient from the in-cluster service account, else from KUBECONFIG."""
@@ -20,7 +28,9 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = API_CONNECTIONS
+    return client.ApiClient(configuration)
 
 
 @cache
