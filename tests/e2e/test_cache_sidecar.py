@@ -94,6 +94,7 @@ class Stack:
         service: keys.ServiceRef = SERVICE,
         env: dict[str, str] | None = None,
         redis_port: int | None = None,
+        redis_timeout_ms: int = 50,  # the product's default
     ) -> Sidecar:
         port, metrics_port = free_port(), free_port()
         settings = SidecarSettings(
@@ -109,7 +110,7 @@ class Stack:
             ttl_seconds=600,
             max_bytes=64 << 20,
             manifest=str(manifest),
-            redis_timeout_ms=50,
+            redis_timeout_ms=redis_timeout_ms,
             service_namespace=service.namespace,
             service_name=service.name,
         )
@@ -286,14 +287,17 @@ async def test_services_in_two_namespaces_neither_read_nor_wipe_each_other(stack
     team_a, team_b = SERVICE, keys.ServiceRef("team-b", MODEL)
     same_build = stack.write_manifest()
     body = embedding_request(["shared text"])
+    # Isolation, not timeouts: a store that missed the default 50 ms on cores shared with two
+    # other test sessions (a clean-clone CI run, 2026-12-01) left nothing to isolate.
+    generous = 2000
     async with aiohttp.ClientSession() as session:
-        a = stack.start_sidecar(same_build, service=team_a)
+        a = stack.start_sidecar(same_build, service=team_a, redis_timeout_ms=generous)
         await post(session, a.url, body)
         await wait_for(lambda: a.metric("tenfold_cache_stored_bytes_total") > 0)
         a_keys = redis_keys(stack.redis_port, keys.family(team_a))
         assert a_keys
         # Team B, same build: its own miss, not team A's entry.
-        b = stack.start_sidecar(same_build, service=team_b)
+        b = stack.start_sidecar(same_build, service=team_b, redis_timeout_ms=generous)
         status, _, _ = await post(session, b.url, body)
         assert status == 200
         assert b.metric("tenfold_cache_hits_total", path="item") == 0
@@ -301,7 +305,11 @@ async def test_services_in_two_namespaces_neither_read_nor_wipe_each_other(stack
         await wait_for(lambda: b.metric("tenfold_cache_stored_bytes_total") > 0)
         b.proc.stop()
         # Team B rolls out a new build: its start-up clean-up drops its own older build ...
-        b_new = stack.start_sidecar(stack.write_manifest(source_digest="sha256:b"), service=team_b)
+        b_new = stack.start_sidecar(
+            stack.write_manifest(source_digest="sha256:b"),
+            service=team_b,
+            redis_timeout_ms=generous,
+        )
         b_old_space = keys.space(team_b, read_manifest(same_build))
         await wait_for(lambda: not redis_keys(stack.redis_port, b_old_space))
         await post(session, b_new.url, body)
