@@ -16,8 +16,7 @@ T = TypeVar("T")
 # Connections the client keeps open for reuse: at least the threads that may call the
 # apiserver at once (tests/unit/test_controller_kube.py adds them up). urllib3 keeps
 # `connection_pool_maxsize` of them (the client's default is five per CPU, ten on two cores)
-# and opens, then drops, one more TLS connection for each caller beyond that: a restart of
-# 1,000 services opened 4,001 connections for its 4,000 applies (docs/reliability.md, scale).
+# and opens, then drops, one more TLS connection for each caller beyond that.
 API_CONNECTIONS = 64
 
 
