@@ -106,7 +106,7 @@ def run_rounds(leadership: Leadership, fail: bool = False) -> list[str]:
 
 
 def test_a_replica_that_does_not_act_refreshes_nothing() -> None:
-    assert run_rounds(Standby(None, "standby", 0)) == []
+    assert run_rounds(Standby("ha", "standby", 0)) == []  # a peering member ranked below
     assert run_rounds(Leadership.alone()).count("a") >= 2
 
 

@@ -163,6 +163,13 @@ async def refresh_one(body: Mapping[str, Any], refresh: Refresh) -> None:
         _log.exception("status of %s/%s failed", metadata.get("namespace"), metadata.get("name"))
 
 
+async def acting(leadership: Leadership) -> bool:
+    """Whether this replica acts now; only a peering's read leaves the loop for a thread."""
+    if leadership.peering is None:
+        return True
+    return await asyncio.get_running_loop().run_in_executor(_WRITES, leadership.check)
+
+
 async def run(
     services: Mapping[Any, Any], refresh: Refresh, leadership: Leadership, interval: float
 ) -> None:
@@ -171,7 +178,7 @@ async def run(
     first = loop.time()
     while True:
         try:
-            if await loop.run_in_executor(_WRITES, leadership.check):
+            if await acting(leadership):
                 with metrics.STATUS_ROUND_SECONDS.time():
                     bodies = due(services, _HANDLED, _RESTING, loop.time())
                     await asyncio.gather(*(refresh_one(body, refresh) for body in bodies))
